@@ -243,11 +243,20 @@ mod tests {
         pushes.remove(0).parsed
     }
 
+    /// (type, value, unit, expected metric, expected canonical value or None for a refusal).
+    type Case = (
+        &'static str,
+        Value,
+        Option<&'static str>,
+        Metric,
+        Option<f64>,
+    );
+
     /// Every mapped type, its unit variants, and a value outside its range.
     #[test]
     fn table_over_every_mapped_type() {
         let ts = "2025-01-27T10:30:00Z";
-        let cases: &[(&str, Value, Option<&str>, Metric, Option<f64>)] = &[
+        let cases: &[Case] = &[
             ("heartRate", json!(72), None, Metric::HeartRate, Some(72.0)),
             (
                 "heartRate",
