@@ -1,0 +1,139 @@
+//! In-process dedup map with expiry and a size bound, for runs without Redis.
+
+use super::{CacheError, Claim, Dedup, CLAIM_TTL_SECONDS};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy)]
+struct Entry {
+    done: bool,
+    expires: Instant,
+}
+
+pub struct MemoryDedup {
+    map: Mutex<HashMap<String, Entry>>,
+    ttl: Duration,
+    capacity: usize,
+}
+
+impl MemoryDedup {
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            ttl,
+            capacity,
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic elsewhere while holding the lock cannot leave the map inconsistent.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl Dedup for MemoryDedup {
+    async fn claim(&self, ids: &[String]) -> Result<Vec<Claim>, CacheError> {
+        let now = Instant::now();
+        let mut map = self.map();
+        if map.len() + ids.len() > self.capacity {
+            map.retain(|_, e| e.expires > now);
+            // Still full: forget the entries closest to expiry rather than grow without bound.
+            if map.len() + ids.len() > self.capacity {
+                let mut by_expiry: Vec<(Instant, String)> =
+                    map.iter().map(|(k, e)| (e.expires, k.clone())).collect();
+                by_expiry.sort();
+                let excess = map.len() + ids.len() - self.capacity;
+                for (_, k) in by_expiry.into_iter().take(excess) {
+                    map.remove(&k);
+                }
+            }
+        }
+        Ok(ids
+            .iter()
+            .map(|id| match map.get(id) {
+                Some(e) if e.expires > now && e.done => Claim::Done,
+                Some(e) if e.expires > now => Claim::InFlight,
+                _ => {
+                    map.insert(
+                        id.clone(),
+                        Entry {
+                            done: false,
+                            expires: now + Duration::from_secs(CLAIM_TTL_SECONDS),
+                        },
+                    );
+                    Claim::Claimed
+                }
+            })
+            .collect())
+    }
+
+    async fn confirm(&self, ids: &[String]) -> Result<(), CacheError> {
+        let expires = Instant::now() + self.ttl;
+        let mut map = self.map();
+        for id in ids {
+            map.insert(
+                id.clone(),
+                Entry {
+                    done: true,
+                    expires,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn release(&self, ids: &[String]) -> Result<(), CacheError> {
+        let mut map = self.map();
+        for id in ids {
+            if map.get(id).is_some_and(|e| !e.done) {
+                map.remove(id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<(), CacheError> {
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn claim_confirm_release() {
+        let d = MemoryDedup::new(Duration::from_secs(60), 10);
+        let ids = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(
+            d.claim(&ids).await.unwrap(),
+            vec![Claim::Claimed, Claim::Claimed]
+        );
+        assert_eq!(
+            d.claim(&ids).await.unwrap(),
+            vec![Claim::InFlight, Claim::InFlight]
+        );
+        d.confirm(&ids[..1]).await.unwrap();
+        d.release(&ids[1..]).await.unwrap();
+        assert_eq!(
+            d.claim(&ids).await.unwrap(),
+            vec![Claim::Done, Claim::Claimed]
+        );
+    }
+
+    #[tokio::test]
+    async fn stays_within_capacity() {
+        let d = MemoryDedup::new(Duration::from_secs(60), 5);
+        for i in 0..50 {
+            d.claim(&[i.to_string()]).await.unwrap();
+        }
+        assert!(d.map().len() <= 5);
+    }
+}

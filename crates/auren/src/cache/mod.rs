@@ -1,0 +1,40 @@
+//! The cache: Redis in production, an in-process map by default.
+//!
+//! At ingest it deduplicates events in front of Kafka (Kafka itself cannot refuse a duplicate),
+//! with a two-step claim: an id is first claimed as "in flight" for a short time, and only marked
+//! "done" once the broker confirmed it. A failed write releases the claim so the vendor's retry
+//! goes through, and a concurrent duplicate is told to retry rather than acknowledged before the
+//! first copy is durable.
+//! A cache outage degrades deduplication (the bridge still recognises redeliveries by event id);
+//! it never refuses a webhook.
+
+pub mod memory;
+pub mod redis;
+
+use async_trait::async_trait;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller owns the id now and must confirm or release it.
+    Claimed,
+    /// The event was already written.
+    Done,
+    /// Another request is writing it right now.
+    InFlight,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cache unavailable: {0}")]
+pub struct CacheError(pub String);
+
+/// How long an in-flight claim lives if its owner dies before confirming or releasing it.
+pub const CLAIM_TTL_SECONDS: u64 = 30;
+
+#[async_trait]
+pub trait Dedup: Send + Sync + 'static {
+    async fn claim(&self, ids: &[String]) -> Result<Vec<Claim>, CacheError>;
+    async fn confirm(&self, ids: &[String]) -> Result<(), CacheError>;
+    async fn release(&self, ids: &[String]) -> Result<(), CacheError>;
+    async fn check(&self) -> Result<(), CacheError>;
+    fn backend(&self) -> &'static str;
+}

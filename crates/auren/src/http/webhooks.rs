@@ -1,0 +1,378 @@
+//! Webhook handlers. Each follows the same path:
+//! admission (bounded in-flight work) -> body within the size limit -> signature or key ->
+//! parse and normalise (pure core) -> durable append -> 2xx. Any step can refuse with a problem
+//! document; nothing is written unless every earlier step passed, and the 2xx is sent only after
+//! the log confirmed the write.
+
+use super::problem::Problem;
+use super::AppState;
+use crate::log::{Appended, LogError, Record};
+use auren_core::ingest;
+use auren_core::model::{BiometricEvent, Vendor};
+use auren_core::vendors::{self, health_auto_export, healthkit, oura, whoop, ParsedSamples};
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+/// Bounded label values for `source`.
+fn source_label(v: Vendor) -> &'static str {
+    v.as_str()
+}
+
+/// Counts the outcome, times the request and keeps the active-task gauge honest on every path.
+async fn instrumented<F>(source: Vendor, work: F) -> Response
+where
+    F: std::future::Future<Output = Result<(StatusCode, &'static str, Value), Problem>>,
+{
+    let started = Instant::now();
+    let gauge = metrics::gauge!("auren_active_webhook_tasks");
+    gauge.increment(1.0);
+    let result = work.await;
+    gauge.decrement(1.0);
+    metrics::histogram!("auren_webhook_process_duration_seconds", "source" => source_label(source))
+        .record(started.elapsed().as_secs_f64());
+    let (outcome, resp) = match result {
+        Ok((status, outcome, body)) => (outcome, (status, Json(body)).into_response()),
+        Err(p) => (p.reason, p.into_response()),
+    };
+    metrics::counter!("auren_webhook_events_total", "source" => source_label(source), "outcome" => outcome)
+        .increment(1);
+    resp
+}
+
+/// Waits a short time for a slot among `MAX_CONCURRENT_EVENTS`, then refuses with 503.
+async fn admit(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, Problem> {
+    match tokio::time::timeout(state.inner.admission_wait, state.inner.admission.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(Problem::unavailable(
+            "overloaded",
+            "too many webhooks in flight; retry shortly",
+            1,
+        )),
+    }
+}
+
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Problem> {
+    let limit = state.inner.max_body_bytes;
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body is larger than the {limit} bytes accepted"),
+        )
+    })
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn signature_problem(e: auren_core::signature::SignatureError) -> Problem {
+    Problem::unauthorized(e.reason(), e.to_string())
+}
+
+fn malformed(e: vendors::MalformedBody) -> Problem {
+    Problem::bad_request("malformed_body", e.0)
+}
+
+/// Appends events durably. Returns the per-event outcome in order.
+async fn append(state: &AppState, events: &[BiometricEvent]) -> Result<Vec<Appended>, Problem> {
+    let records = events
+        .iter()
+        .map(|e| Record {
+            key: e.subject.pseudonym.clone(),
+            event_id: e.id.to_string(),
+            value: serde_json::to_vec(e).expect("events always serialise"),
+        })
+        .collect();
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        state.inner.log_timeout,
+        state.inner.log.append(&state.inner.events_topic, records),
+    )
+    .await;
+    metrics::histogram!("auren_log_append_seconds", "backend" => state.inner.log.backend())
+        .record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(Ok(outcomes)) => Ok(outcomes),
+        Ok(Err(LogError::InFlight)) => Err(Problem::unavailable(
+            "duplicate_in_flight",
+            "the same event is being written by another request; retry shortly",
+            1,
+        )),
+        Ok(Err(e)) => {
+            tracing::warn!(backend = state.inner.log.backend(), error = %e, "event log append failed");
+            Err(Problem::unavailable(
+                "log_unavailable",
+                "the event log could not make the event durable; nothing was acknowledged",
+                5,
+            ))
+        }
+        Err(_) => {
+            tracing::warn!(
+                backend = state.inner.log.backend(),
+                "event log append timed out"
+            );
+            Err(Problem::unavailable(
+                "log_unavailable",
+                "the event log did not confirm in time; nothing was acknowledged",
+                5,
+            ))
+        }
+    }
+}
+
+/// Answer for a single vendor notification.
+fn notification_answer(
+    event: &BiometricEvent,
+    outcome: Appended,
+) -> (StatusCode, &'static str, Value) {
+    let status = match outcome {
+        Appended::Stored { .. } => "accepted",
+        Appended::Duplicate => "duplicate",
+    };
+    (
+        StatusCode::OK,
+        status,
+        json!({"status": status, "event_id": event.id}),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct HandshakeQuery {
+    verification_token: Option<String>,
+    challenge: Option<String>,
+}
+
+pub async fn oura_handshake(
+    State(state): State<AppState>,
+    Query(q): Query<HandshakeQuery>,
+) -> Response {
+    let expected = &state.inner.secrets.oura_verification_token;
+    match oura::handshake(
+        expected,
+        q.verification_token.as_deref(),
+        q.challenge.as_deref(),
+    ) {
+        oura::Handshake::Echo(c) => Json(json!({"challenge": c})).into_response(),
+        oura::Handshake::WrongToken => Problem::unauthorized(
+            "verification_token_mismatch",
+            "verification_token does not match",
+        )
+        .into_response(),
+        oura::Handshake::MissingChallenge => {
+            Problem::bad_request("missing_challenge", "query parameter challenge is required")
+                .into_response()
+        }
+    }
+}
+
+pub async fn oura(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    instrumented(Vendor::Oura, async {
+        let _permit = admit(&state).await?;
+        let body = read_body(&state, body).await?;
+        let now = Utc::now();
+        let verified = oura::verify(
+            state.inner.secrets.oura_client_secret.as_bytes(),
+            header(&headers, oura::SIGNATURE_HEADER),
+            header(&headers, oura::TIMESTAMP_HEADER),
+            &body,
+            now,
+        )
+        .map_err(signature_problem)?;
+        if verified == oura::Verified::CompactFallback {
+            metrics::counter!("auren_oura_signature_fallback_total").increment(1);
+        }
+        let delivery = oura::parse_delivery(&body).map_err(malformed)?;
+        let event = ingest::oura_notification(&delivery, &state.inner.pseudonyms, now);
+        let outcome = append(&state, std::slice::from_ref(&event)).await?;
+        tracing::debug!(user = %event.subject.pseudonym, data_type = %delivery.data_type, "oura notification logged");
+        Ok(notification_answer(&event, outcome[0]))
+    })
+    .await
+}
+
+pub async fn whoop(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    instrumented(Vendor::Whoop, async {
+        let _permit = admit(&state).await?;
+        let body = read_body(&state, body).await?;
+        let now = Utc::now();
+        let ts = header(&headers, whoop::TIMESTAMP_HEADER);
+        whoop::verify(
+            state.inner.secrets.whoop_client_secret.as_bytes(),
+            header(&headers, whoop::SIGNATURE_HEADER),
+            ts,
+            &body,
+            now,
+        )
+        .map_err(signature_problem)?;
+        let signed_at = ts
+            .and_then(|t| t.trim().parse::<i64>().ok())
+            .and_then(DateTime::from_timestamp_millis)
+            .unwrap_or(now);
+        let delivery = whoop::parse_delivery(&body).map_err(malformed)?;
+        let event = ingest::whoop_notification(&delivery, &state.inner.pseudonyms, signed_at, now);
+        let outcome = append(&state, std::slice::from_ref(&event)).await?;
+        Ok(notification_answer(&event, outcome[0]))
+    })
+    .await
+}
+
+/// The user bound to the request's key: `Authorization: Bearer <key>` or `X-API-Key`.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, Problem> {
+    let key = header(headers, "authorization")
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .or_else(|| header(headers, "x-api-key"))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            Problem::unauthorized(
+                "missing_api_key",
+                "send the user's key as Authorization: Bearer <key>",
+            )
+        })?;
+    match state.inner.user_for_key(key).await {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(Problem::unauthorized(
+            "invalid_api_key",
+            "the API key is not known or was revoked",
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "key store unavailable");
+            Err(Problem::unavailable(
+                "store_unavailable",
+                "could not check the API key; retry shortly",
+                5,
+            ))
+        }
+    }
+}
+
+fn count_samples(source: Vendor, parsed: &ParsedSamples) {
+    let s = source_label(source);
+    for r in &parsed.rejected {
+        metrics::counter!("auren_ingest_samples_rejected_total", "source" => s, "reason" => r.reason).increment(1);
+    }
+    if !parsed.unsupported.is_empty() {
+        metrics::counter!("auren_ingest_samples_total", "source" => s, "outcome" => "unsupported")
+            .increment(parsed.unsupported.len() as u64);
+    }
+}
+
+/// Logs the valid samples of a push and answers with what became of each part of it.
+async fn log_samples(
+    state: &AppState,
+    source: Vendor,
+    per_user: Vec<(String, ParsedSamples)>,
+) -> Result<(StatusCode, &'static str, Value), Problem> {
+    let now = Utc::now();
+    let mut events = Vec::new();
+    let mut rejected = Vec::new();
+    let mut unsupported = Vec::new();
+    for (user, parsed) in per_user {
+        count_samples(source, &parsed);
+        events.extend(
+            parsed
+                .samples
+                .iter()
+                .map(|s| ingest::sample_event(source, &user, s, &state.inner.pseudonyms, now)),
+        );
+        rejected.extend(parsed.rejected);
+        unsupported.extend(parsed.unsupported);
+    }
+    if events.is_empty() && !rejected.is_empty() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_samples",
+            format!("none of the {} samples is valid", rejected.len()),
+        )
+        .with("rejected", json!(rejected)));
+    }
+    let outcomes = if events.is_empty() {
+        Vec::new()
+    } else {
+        append(state, &events).await?
+    };
+    let accepted = outcomes
+        .iter()
+        .filter(|o| matches!(o, Appended::Stored { .. }))
+        .count();
+    let duplicates = outcomes.len() - accepted;
+    let s = source_label(source);
+    metrics::counter!("auren_ingest_samples_total", "source" => s, "outcome" => "accepted")
+        .increment(accepted as u64);
+    metrics::counter!("auren_ingest_samples_total", "source" => s, "outcome" => "duplicate")
+        .increment(duplicates as u64);
+    let outcome = if !rejected.is_empty() {
+        "partially_accepted"
+    } else if accepted == 0 && duplicates > 0 {
+        "duplicate"
+    } else {
+        "accepted"
+    };
+    Ok((
+        StatusCode::OK,
+        outcome,
+        json!({
+            "accepted": accepted,
+            "duplicates": duplicates,
+            "rejected": rejected,
+            "unsupported": unsupported,
+            "event_ids": events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        }),
+    ))
+}
+
+pub async fn healthkit(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    instrumented(Vendor::Healthkit, async {
+        let _permit = admit(&state).await?;
+        let user = authenticate(&state, &headers).await?;
+        let body = read_body(&state, body).await?;
+        let pushes = healthkit::parse(&body).map_err(|e| match e {
+            healthkit::PushError::Malformed(m) => malformed(m),
+            e @ healthkit::PushError::TooManyPushes(_) => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_pushes",
+                e.to_string(),
+            ),
+        })?;
+        if pushes.iter().any(|p| p.user_id != user) {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "user_mismatch",
+                "this key may only write its own user's data",
+            ));
+        }
+        log_samples(
+            &state,
+            Vendor::Healthkit,
+            pushes.into_iter().map(|p| (p.user_id, p.parsed)).collect(),
+        )
+        .await
+    })
+    .await
+}
+
+pub async fn health_auto_export(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    instrumented(Vendor::HealthAutoExport, async {
+        let _permit = admit(&state).await?;
+        let user = authenticate(&state, &headers).await?;
+        let body = read_body(&state, body).await?;
+        let parsed = health_auto_export::parse(&body).map_err(malformed)?;
+        log_samples(&state, Vendor::HealthAutoExport, vec![(user, parsed)]).await
+    })
+    .await
+}

@@ -1,0 +1,244 @@
+//! The Kafka log: an idempotent producer with `acks=all`, keyed by pseudonym.
+//!
+//! `append` sends every record, then waits for every delivery report; only when the broker has
+//! confirmed all of them does the caller get `Ok` (and the HTTP 2xx). Kafka cannot refuse a
+//! duplicate, so duplicates are stopped in front of it by the [`Dedup`] cache, claimed before the
+//! send and confirmed after the delivery report.
+
+use super::{Appended, EventLog, LogError, LoggedRecord, Record};
+use crate::cache::{Claim, Dedup};
+use async_trait::async_trait;
+use futures::future::join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+use rdkafka::TopicPartitionList;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct KafkaLog {
+    producer: FutureProducer,
+    dedup: Arc<dyn Dedup>,
+    timeout: Duration,
+}
+
+pub fn producer_config(bootstrap: &str, timeout: Duration) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", timeout.as_millis().to_string())
+        .set("socket.timeout.ms", "5000")
+        .set("reconnect.backoff.max.ms", "1000")
+        .set("log_level", "4");
+    c
+}
+
+impl KafkaLog {
+    pub fn new(bootstrap: &str, timeout: Duration, dedup: Arc<dyn Dedup>) -> anyhow::Result<Self> {
+        let producer: FutureProducer = producer_config(bootstrap, timeout).create()?;
+        Ok(Self {
+            producer,
+            dedup,
+            timeout,
+        })
+    }
+
+    /// Waits for in-flight deliveries before shutdown.
+    pub fn flush(&self, timeout: Duration) {
+        let _ = self.producer.flush(Timeout::After(timeout));
+    }
+}
+
+#[async_trait]
+impl EventLog for KafkaLog {
+    async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Appended>, LogError> {
+        let ids: Vec<String> = records.iter().map(|r| r.event_id.clone()).collect();
+        let claims = match self.dedup.claim(&ids).await {
+            Ok(c) => c,
+            Err(e) => {
+                metrics::counter!("auren_cache_errors_total", "op" => "dedup_claim").increment(1);
+                tracing::warn!(error = %e, "dedup cache unavailable; writing without deduplication");
+                vec![Claim::Claimed; ids.len()]
+            }
+        };
+        let mine: Vec<String> = ids
+            .iter()
+            .zip(&claims)
+            .filter(|(_, c)| **c == Claim::Claimed)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if claims.contains(&Claim::InFlight) {
+            let _ = self.dedup.release(&mine).await;
+            return Err(LogError::InFlight);
+        }
+        let sends = records
+            .iter()
+            .zip(&claims)
+            .filter(|(_, c)| **c == Claim::Claimed)
+            .map(|(r, _)| {
+                let headers = OwnedHeaders::new().insert(Header {
+                    key: "event-id",
+                    value: Some(r.event_id.as_bytes()),
+                });
+                let rec = FutureRecord::to(topic)
+                    .key(r.key.as_bytes())
+                    .payload(&r.value)
+                    .headers(headers);
+                self.producer.send(rec, Timeout::After(self.timeout))
+            });
+        let results = join_all(sends).await;
+        let mut delivered = Vec::new();
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut results = results.into_iter();
+        for (id, claim) in ids.iter().zip(&claims) {
+            if *claim == Claim::Done {
+                outcomes.push(Appended::Duplicate);
+                continue;
+            }
+            match results.next().expect("one result per claimed record") {
+                Ok(d) => {
+                    delivered.push(id.clone());
+                    outcomes.push(Appended::Stored {
+                        partition: d.partition,
+                        offset: d.offset,
+                    });
+                }
+                Err((e, _)) => {
+                    failed.push(id.clone());
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+        if !delivered.is_empty() {
+            if let Err(e) = self.dedup.confirm(&delivered).await {
+                metrics::counter!("auren_cache_errors_total", "op" => "dedup_confirm").increment(1);
+                tracing::warn!(error = %e, "could not record delivered event ids");
+            }
+        }
+        if let Some(e) = first_error {
+            let _ = self.dedup.release(&failed).await;
+            return Err(LogError::Unavailable(e));
+        }
+        Ok(outcomes)
+    }
+
+    async fn check(&self) -> Result<(), LogError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Timeout::After(Duration::from_secs(2)))
+                .map(|_| ())
+                .map_err(|e| LogError::Unavailable(e.to_string()))
+        })
+        .await
+        .map_err(|e| LogError::Unavailable(e.to_string()))?
+    }
+
+    fn backend(&self) -> &'static str {
+        "kafka"
+    }
+}
+
+/// Creates topics; existing ones are left as they are. Returns (topic, created?) pairs.
+pub async fn create_topics(
+    bootstrap: &str,
+    topics: &[&str],
+    partitions: i32,
+    replication: i32,
+) -> anyhow::Result<Vec<(String, bool)>> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin.create_topics(&new, &opts).await?;
+    results
+        .into_iter()
+        .map(|r| match r {
+            Ok(t) => Ok((t, true)),
+            Err((t, RDKafkaErrorCode::TopicAlreadyExists)) => Ok((t, false)),
+            Err((t, e)) => Err(anyhow::anyhow!("creating topic {t}: {e}")),
+        })
+        .collect()
+}
+
+/// Reads a topic for `auren log read`: every partition from the beginning (or from its end), up
+/// to `limit` records, stopping at the end of the log unless `follow`.
+pub fn read(
+    bootstrap: &str,
+    topic: &str,
+    from_beginning: bool,
+    follow: bool,
+    limit: Option<usize>,
+    mut each: impl FnMut(LoggedRecord) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("auren-log-read-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let md = consumer.fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(10)))?;
+    let parts: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if parts.is_empty() {
+        anyhow::bail!("topic {topic} does not exist");
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in &parts {
+        let offset = if from_beginning {
+            rdkafka::Offset::Beginning
+        } else {
+            rdkafka::Offset::End
+        };
+        tpl.add_partition_offset(topic, *p, offset)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut at_end = std::collections::HashSet::new();
+    let mut n = 0usize;
+    while limit.is_none_or(|l| n < l) {
+        match consumer.poll(Duration::from_millis(500)) {
+            None => continue,
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+                if !follow && at_end.len() == parts.len() {
+                    break;
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                n += 1;
+                each(LoggedRecord {
+                    topic: m.topic().to_string(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                        .unwrap_or_default(),
+                    timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
