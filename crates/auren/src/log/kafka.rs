@@ -18,22 +18,32 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::TopicPartitionList;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 pub struct KafkaLog {
-    producer: FutureProducer,
+    producer: RwLock<FutureProducer>,
+    config: ClientConfig,
+    /// Set when a delivery failed. An idempotent producer whose messages timed out has a gap in
+    /// its sequence numbers; brokers (Tansu among them) may refuse that session for good after a
+    /// restart. The next append then starts a fresh producer (a new producer id). Nothing is lost:
+    /// the failed events were never acknowledged, and the vendor retries them.
+    poisoned: AtomicBool,
     dedup: Arc<dyn Dedup>,
     timeout: Duration,
 }
 
+/// `timeout` is the caller's whole budget; the producer gives up a little earlier, so its
+/// delivery error (not the caller's timer) ends the append and marks the producer for replacement.
 pub fn producer_config(bootstrap: &str, timeout: Duration) -> ClientConfig {
+    let delivery_ms = timeout.as_millis().saturating_sub(500).max(500);
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "2")
-        .set("message.timeout.ms", timeout.as_millis().to_string())
+        .set("message.timeout.ms", delivery_ms.to_string())
         .set("socket.timeout.ms", "5000")
         .set("reconnect.backoff.max.ms", "1000")
         .set("log_level", "4");
@@ -42,17 +52,41 @@ pub fn producer_config(bootstrap: &str, timeout: Duration) -> ClientConfig {
 
 impl KafkaLog {
     pub fn new(bootstrap: &str, timeout: Duration, dedup: Arc<dyn Dedup>) -> anyhow::Result<Self> {
-        let producer: FutureProducer = producer_config(bootstrap, timeout).create()?;
+        let config = producer_config(bootstrap, timeout);
+        let producer: FutureProducer = config.create()?;
         Ok(Self {
-            producer,
+            producer: RwLock::new(producer),
+            config,
+            poisoned: AtomicBool::new(false),
             dedup,
             timeout,
         })
     }
 
+    fn producer(&self) -> Result<FutureProducer, LogError> {
+        if self.poisoned.swap(false, Ordering::AcqRel) {
+            let fresh: FutureProducer = self
+                .config
+                .create()
+                .map_err(|e| LogError::Unavailable(e.to_string()))?;
+            tracing::info!("replacing the Kafka producer after failed deliveries");
+            *self.producer.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        }
+        Ok(self
+            .producer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone())
+    }
+
     /// Waits for in-flight deliveries before shutdown.
     pub fn flush(&self, timeout: Duration) {
-        let _ = self.producer.flush(Timeout::After(timeout));
+        let producer = self
+            .producer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let _ = producer.flush(Timeout::After(timeout));
     }
 }
 
@@ -78,6 +112,13 @@ impl EventLog for KafkaLog {
             let _ = self.dedup.release(&mine).await;
             return Err(LogError::InFlight);
         }
+        let producer = match self.producer() {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = self.dedup.release(&mine).await;
+                return Err(e);
+            }
+        };
         let sends = records
             .iter()
             .zip(&claims)
@@ -91,9 +132,12 @@ impl EventLog for KafkaLog {
                     .key(r.key.as_bytes())
                     .payload(&r.value)
                     .headers(headers);
-                self.producer.send(rec, Timeout::After(self.timeout))
+                producer.send(rec, Timeout::After(self.timeout))
             });
+        // If the caller gives up while deliveries are pending, replace the producer too.
+        let mut guard = PoisonOnDrop(&self.poisoned, true);
         let results = join_all(sends).await;
+        guard.1 = false;
         let mut delivered = Vec::new();
         let mut failed = Vec::new();
         let mut first_error = None;
@@ -125,6 +169,7 @@ impl EventLog for KafkaLog {
             }
         }
         if let Some(e) = first_error {
+            self.poisoned.store(true, Ordering::Release);
             let _ = self.dedup.release(&failed).await;
             return Err(LogError::Unavailable(e));
         }
@@ -132,7 +177,11 @@ impl EventLog for KafkaLog {
     }
 
     async fn check(&self) -> Result<(), LogError> {
-        let producer = self.producer.clone();
+        let producer = self
+            .producer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         tokio::task::spawn_blocking(move || {
             producer
                 .client()
@@ -146,6 +195,16 @@ impl EventLog for KafkaLog {
 
     fn backend(&self) -> &'static str {
         "kafka"
+    }
+}
+
+struct PoisonOnDrop<'a>(&'a AtomicBool, bool);
+
+impl Drop for PoisonOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -163,7 +222,9 @@ pub async fn create_topics(
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(15)));
     let results = admin.create_topics(&new, &opts).await?;
     results
         .into_iter()
@@ -176,7 +237,8 @@ pub async fn create_topics(
 }
 
 /// Reads a topic for `auren log read`: every partition from the beginning (or from its end), up
-/// to `limit` records, stopping at the end of the log unless `follow`.
+/// to `limit` records, stopping at the end of the log (the high watermarks when reading started)
+/// unless `follow`.
 pub fn read(
     bootstrap: &str,
     topic: &str,
@@ -189,7 +251,6 @@ pub fn read(
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("auren-log-read-{}", std::process::id()))
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
         .create()?;
     let md = consumer.fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(10)))?;
     let parts: Vec<i32> = md
@@ -202,29 +263,36 @@ pub fn read(
         anyhow::bail!("topic {topic} does not exist");
     }
     let mut tpl = TopicPartitionList::new();
+    // Partitions still to drain: partition -> high watermark at start.
+    let mut remaining = std::collections::HashMap::new();
     for p in &parts {
+        let (low, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10))?;
         let offset = if from_beginning {
             rdkafka::Offset::Beginning
         } else {
             rdkafka::Offset::End
         };
         tpl.add_partition_offset(topic, *p, offset)?;
+        if from_beginning && high > low {
+            remaining.insert(*p, high);
+        }
     }
     consumer.assign(&tpl)?;
-    let mut at_end = std::collections::HashSet::new();
     let mut n = 0usize;
     while limit.is_none_or(|l| n < l) {
+        if remaining.is_empty() && !follow && from_beginning {
+            break;
+        }
         match consumer.poll(Duration::from_millis(500)) {
             None => continue,
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-                if !follow && at_end.len() == parts.len() {
-                    break;
-                }
-            }
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(m)) => {
-                at_end.remove(&m.partition());
+                if remaining
+                    .get(&m.partition())
+                    .is_some_and(|high| m.offset() + 1 >= *high)
+                {
+                    remaining.remove(&m.partition());
+                }
                 n += 1;
                 each(LoggedRecord {
                     topic: m.topic().to_string(),
