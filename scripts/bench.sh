@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Load benchmark of durable webhook ingest: wrk drives uniquely signed WHOOP deliveries at a
+# release build of `auren serve`, first as fast as it can (throughput), then paced at a fixed
+# offered rate (latency). Both the embedded log and Kafka (a Tansu broker) are measured.
+# Usage: scripts/bench.sh [embedded|kafka|all]   (results in bench-out/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+which_log=${1:-all}
+# Paced: each of PACED_CONNECTIONS waits PACED_DELAY_MS after every answer; 23 x (10 ms + ~1.5 ms
+# service time) offers about 2,000 requests/s. The achieved rate is reported, not assumed.
+: "${DURATION:=15}" "${CONNECTIONS:=64}" "${PACED_CONNECTIONS:=23}" "${PACED_DELAY_MS:=10}"
+command -v wrk >/dev/null || apt_install wrk
+cargo build --release -p auren >&2
+out=bench-out; mkdir -p "$out"
+export AUREN_BENCH_DIR="$PWD/scripts/bench"
+SECRET=bench-whoop-secret
+PORT=18080
+
+run_service() { # log-kind
+  local dir; dir=$(mktemp -d "${TMPDIR:-/tmp}/auren-bench-XXXXXX")
+  local env=(AUREN_HTTP_ADDR=127.0.0.1:$PORT AUREN_METRICS_ADDR=127.0.0.1:18081 AUREN_DATA_DIR="$dir"
+    OURA_CLIENT_SECRET=x OURA_VERIFICATION_TOKEN=x WHOOP_CLIENT_SECRET=$SECRET
+    AUREN_PSEUDONYM_KEY=bench-pseudonym-key-0123456789 MAX_CONCURRENT_EVENTS=256 RUST_LOG=warn)
+  if [ "$1" = kafka ]; then
+    ensure_tansu "${TANSU_PROFILE:-release}" 19092
+    env+=(KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092)
+    env "${env[@]}" target/release/auren topics create --partitions 3 >/dev/null
+  fi
+  env "${env[@]}" target/release/auren serve >"$out/serve-$1.log" 2>&1 &
+  SERVICE_PID=$!
+  wait_port 127.0.0.1 $PORT 30
+  SERVICE_DIR=$dir
+}
+
+bench_one() { # log-kind
+  local kind=$1 n
+  run_service "$kind"
+  n=$(( (DURATION + 5) * 40000 ))
+  python3 scripts/bench/gen_whoop.py "$n" "$SECRET" >"$out/requests.tsv"
+  wrk -t1 -c8 -d2s -s scripts/bench/wrk-whoop.lua "http://127.0.0.1:$PORT" -- "$out/requests.tsv" 1 >/dev/null # warm-up
+  python3 scripts/bench/gen_whoop.py "$n" "$SECRET" >"$out/requests.tsv"
+  echo "== $kind: throughput, $CONNECTIONS connections, ${DURATION}s" | tee "$out/$kind-throughput.txt"
+  wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s scripts/bench/wrk-whoop.lua \
+    "http://127.0.0.1:$PORT" -- "$out/requests.tsv" 1 | tee -a "$out/$kind-throughput.txt"
+  python3 scripts/bench/gen_whoop.py $(( (DURATION + 5) * 4000 )) "$SECRET" >"$out/requests.tsv"
+  local delay=$PACED_DELAY_MS
+  echo "== $kind: paced, $PACED_CONNECTIONS connections, ${delay} ms pause after each answer, ${DURATION}s" | tee "$out/$kind-paced.txt"
+  wrk -t1 -c"$PACED_CONNECTIONS" -d"${DURATION}s" --latency -s scripts/bench/wrk-whoop-paced.lua \
+    "http://127.0.0.1:$PORT" -- "$out/requests.tsv" 1 "$delay" | tee -a "$out/$kind-paced.txt"
+  curl -s http://127.0.0.1:18081/metrics | grep -E '^auren_webhook_events_total' >"$out/$kind-metrics.txt" || true
+  kill "$SERVICE_PID"; wait "$SERVICE_PID" || true
+  rm -rf "$SERVICE_DIR"
+}
+
+case $which_log in
+  embedded) bench_one embedded ;;
+  kafka) bench_one kafka ;;
+  all) bench_one embedded; bench_one kafka ;;
+esac
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(uname -sr)"
+grep -h RESULT "$out"/*-throughput.txt "$out"/*-paced.txt
