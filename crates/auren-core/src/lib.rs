@@ -5,6 +5,7 @@
 //! output. The service crate wraps this core with adapters for HTTP, the event log, stores and
 //! caches.
 
+pub mod engine;
 pub mod ingest;
 pub mod model;
 pub mod pseudonym;
