@@ -61,6 +61,13 @@ pub fn verify_hmac_sha256(key: &[u8], parts: &[&[u8]], expected_mac: &[u8]) -> b
     mac.verify_slice(expected_mac).is_ok()
 }
 
+/// Compares two secrets in time independent of where they differ (MACs of both, compared with
+/// the MAC library's constant-time check).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let probe = hmac_sha256(b"auren-compare", &[a]);
+    verify_hmac_sha256(b"auren-compare", &[b], &probe)
+}
+
 /// How a vendor's timestamp header is to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimestampUnit {

@@ -39,6 +39,44 @@ enum Command {
     },
     /// Run the database migrations (PostgreSQL when POSTGRES_URL is set, else SQLite).
     Migrate(BackendArgs),
+    /// Run the bridge alone (instances on Kafka share the consumer group and split partitions).
+    Bridge(Box<BridgeCommand>),
+    /// Dead-letter topic tools.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Send realistic signed traffic for simulated users to a running service.
+    Simulate(crate::simulate::SimulateArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BridgeCommand {
+    #[command(flatten)]
+    pub backends: BackendArgs,
+    #[command(flatten)]
+    pub bridge: crate::bridge::BridgeArgs,
+    /// The thresholds YAML.
+    #[arg(long, env = "BIOMETRIC_CONFIG")]
+    pub biometric_config: Option<std::path::PathBuf>,
+    #[arg(long, env = "AUREN_METRICS_ADDR", default_value = "0.0.0.0:9000")]
+    pub metrics_addr: std::net::SocketAddr,
+    #[arg(long, env = "AUREN_LOG_TIMEOUT_MS", default_value_t = 5000)]
+    pub log_timeout_ms: u64,
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Send dead-lettered events back through the bridge (each entry once).
+    Replay {
+        /// Replay at most this many entries.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        backends: BackendArgs,
+        #[arg(long, env = "AUREN_DLQ_TOPIC", default_value = topics::DLQ)]
+        dlq_topic: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -171,6 +209,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("migrations applied ({})", store.backend());
             Ok(())
         }
+        Command::Bridge(args) => crate::app::run_bridge(*args).await,
+        Command::Dlq {
+            command:
+                DlqCommand::Replay {
+                    limit,
+                    backends,
+                    dlq_topic,
+                },
+        } => {
+            let n = crate::dlq::replay(&backends, &dlq_topic, limit).await?;
+            println!(
+                "replayed {n} dead-lettered events into {}",
+                backends.events_topic
+            );
+            Ok(())
+        }
+        Command::Simulate(args) => crate::simulate::run(args).await,
     }
 }
 

@@ -38,6 +38,11 @@ pub struct ServiceArgs {
     pub biometric_config: Option<PathBuf>,
     #[command(flatten)]
     pub secrets: SecretArgs,
+    #[command(flatten)]
+    pub bridge: crate::bridge::BridgeArgs,
+    /// Run ingest only, without the bridge (for a separate `auren bridge` on Kafka).
+    #[arg(long, env = "AUREN_NO_BRIDGE", value_parser = parse_flag, default_value = "0")]
+    pub no_bridge: bool,
 }
 
 /// Which backends to use: unset URLs mean the embedded defaults under the data directory.

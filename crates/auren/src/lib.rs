@@ -6,10 +6,14 @@
 //! - [`app`]: wiring and lifecycle; [`cli`]: the `auren` command.
 
 pub mod app;
+pub mod bridge;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod dlq;
 pub mod http;
 pub mod log;
+pub mod reload;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;

@@ -75,7 +75,9 @@ impl fmt::Display for Mode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reason {
     pub rule: String,
-    pub metric: Metric,
+    /// The reading the rule is about; None for rules about the absence of evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<Metric>,
     pub value: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<f64>,
@@ -211,7 +213,7 @@ fn fresh(s: Option<Sample>, now: i64, window: i64) -> Option<Sample> {
 fn reason(rule: &str, metric: Metric, value: f64, baseline: Option<f64>, threshold: f64) -> Reason {
     Reason {
         rule: rule.to_string(),
-        metric,
+        metric: Some(metric),
         value: round3(value),
         baseline: baseline.map(round3),
         threshold: round3(threshold),
@@ -887,8 +889,28 @@ impl UserState {
                 },
             ),
             Mode::Pattern => {
+                // Say which exit condition held, then which fresh readings are back in band.
+                let s = &cfg.stability;
+                let held = Reason {
+                    rule: format!("{}_exit_held", self.mode.as_str().to_ascii_lowercase()),
+                    metric: None,
+                    value: self.exit_since.map_or(0.0, |t| (self.clock.unwrap_or(t) - t) as f64),
+                    baseline: None,
+                    threshold: s.min_dwell_seconds as f64,
+                };
+                let mut reasons = vec![held];
+                if self.mode == Mode::Hypothesis {
+                    reasons.push(Reason {
+                        rule: "readings_without_anomaly".into(),
+                        metric: None,
+                        value: f64::from(self.streaks.without_anomaly),
+                        baseline: None,
+                        threshold: f64::from(s.hypothesis_clear_readings),
+                    });
+                }
                 let n = e.normal.len() as f64;
-                (e.normal.clone(), 0.6 + 0.1 * n.min(4.0))
+                reasons.extend(e.normal.iter().cloned());
+                (reasons, 0.6 + 0.1 * n.min(4.0))
             }
         };
         let c = (base * calibration * reading_confidence.clamp(0.5, 1.0)).clamp(0.0, 1.0);

@@ -337,6 +337,8 @@ fn dwell_and_exit_threshold_give_hysteresis() {
     let s = r.feed(Metric::HeartRate, 72.0, start + 600).unwrap();
     assert_eq!((s.from, s.to), (Mode::Reflex, Mode::Pattern));
     assert!(s.reasons.iter().any(|x| x.rule == "heart_rate_normal"));
+    assert_eq!(s.reasons[0].rule, "reflex_exit_held");
+    assert!(s.reasons[0].value >= 600.0);
 }
 
 #[test]

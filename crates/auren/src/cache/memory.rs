@@ -1,8 +1,8 @@
 //! In-process dedup map with expiry and a size bound, for runs without Redis.
 
-use super::{CacheError, Claim, Dedup, CLAIM_TTL_SECONDS};
+use super::{CacheError, CachedUser, Claim, Dedup, StateCache, CLAIM_TTL_SECONDS};
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -97,6 +97,80 @@ impl Dedup for MemoryDedup {
 
     async fn check(&self) -> Result<(), CacheError> {
         Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}
+
+/// In-process stand-in for Redis in the embedded default: same TTL and series cap semantics.
+/// A user's cached state, series, and expiry.
+type CachedEntry = (serde_json::Value, VecDeque<(i64, String)>, Instant);
+
+pub struct MemoryStateCache {
+    users: Mutex<HashMap<String, CachedEntry>>,
+    ttl: Duration,
+    max_points: usize,
+}
+
+impl MemoryStateCache {
+    pub fn new(ttl: Duration, max_points: usize) -> Self {
+        Self {
+            users: Mutex::new(HashMap::new()),
+            ttl,
+            max_points,
+        }
+    }
+}
+
+#[async_trait]
+impl StateCache for MemoryStateCache {
+    async fn put(&self, users: &[CachedUser]) -> Result<(), CacheError> {
+        let now = Instant::now();
+        let mut map = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, v| v.2 > now);
+        }
+        for u in users {
+            let entry = map
+                .entry(u.pseudonym.clone())
+                .or_insert_with(|| (serde_json::Value::Null, VecDeque::new(), now));
+            entry.0 = u.state.clone();
+            entry.1.extend(u.points.iter().cloned());
+            while entry.1.len() > self.max_points {
+                entry.1.pop_front();
+            }
+            entry.2 = now + self.ttl;
+        }
+        Ok(())
+    }
+
+    async fn state(&self, pseudonym: &str) -> Result<Option<serde_json::Value>, CacheError> {
+        let map = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(map
+            .get(pseudonym)
+            .filter(|v| v.2 > Instant::now())
+            .map(|v| v.0.clone()))
+    }
+
+    async fn series(
+        &self,
+        pseudonym: &str,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>, CacheError> {
+        let map = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(map
+            .get(pseudonym)
+            .filter(|v| v.2 > Instant::now())
+            .map(|v| {
+                let skip = v.1.len().saturating_sub(limit);
+                v.1.iter()
+                    .skip(skip)
+                    .filter_map(|(_, p)| serde_json::from_str(p).ok())
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     fn backend(&self) -> &'static str {

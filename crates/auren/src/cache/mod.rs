@@ -38,3 +38,27 @@ pub trait Dedup: Send + Sync + 'static {
     async fn check(&self) -> Result<(), CacheError>;
     fn backend(&self) -> &'static str;
 }
+
+/// What the bridge caches for one user after a batch: the latest state view and new readings.
+#[derive(Debug, Clone)]
+pub struct CachedUser {
+    pub pseudonym: String,
+    pub state: serde_json::Value,
+    /// (event time in ms, compact reading JSON), oldest first.
+    pub points: Vec<(i64, String)>,
+}
+
+/// Latest state per user (with a TTL) and a capped time series of readings. A failure here is
+/// counted and logged by the caller; it never stops the bridge.
+#[async_trait]
+pub trait StateCache: Send + Sync + 'static {
+    async fn put(&self, users: &[CachedUser]) -> Result<(), CacheError>;
+    async fn state(&self, pseudonym: &str) -> Result<Option<serde_json::Value>, CacheError>;
+    /// The newest `limit` points, oldest first.
+    async fn series(
+        &self,
+        pseudonym: &str,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>, CacheError>;
+    fn backend(&self) -> &'static str;
+}

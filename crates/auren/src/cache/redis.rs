@@ -94,3 +94,92 @@ impl Dedup for RedisDedup {
         "redis"
     }
 }
+
+use super::{CachedUser, StateCache};
+
+/// `auren:state:<pseudonym>` (JSON, with TTL) and `auren:series:<pseudonym>` (a sorted set by
+/// event time, capped and with the same TTL, unlike the predecessor's unbounded ZSETs).
+pub struct RedisStateCache {
+    conn: ConnectionManager,
+    ttl_seconds: u64,
+    max_points: usize,
+}
+
+impl RedisStateCache {
+    pub async fn connect(url: &str, ttl_seconds: u64, max_points: usize) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)?;
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(std::time::Duration::from_secs(2))
+            .set_response_timeout(std::time::Duration::from_secs(2))
+            .set_number_of_retries(1);
+        Ok(Self {
+            conn: ConnectionManager::new_with_config(client, cfg).await?,
+            ttl_seconds,
+            max_points,
+        })
+    }
+}
+
+#[async_trait]
+impl StateCache for RedisStateCache {
+    async fn put(&self, users: &[CachedUser]) -> Result<(), CacheError> {
+        let mut pipe = redis::pipe();
+        for u in users {
+            let skey = format!("auren:state:{}", u.pseudonym);
+            pipe.cmd("SET")
+                .arg(&skey)
+                .arg(u.state.to_string())
+                .arg("EX")
+                .arg(self.ttl_seconds)
+                .ignore();
+            if !u.points.is_empty() {
+                let zkey = format!("auren:series:{}", u.pseudonym);
+                let mut zadd = redis::cmd("ZADD");
+                zadd.arg(&zkey);
+                for (score, member) in &u.points {
+                    zadd.arg(*score).arg(member);
+                }
+                pipe.add_command(zadd).ignore();
+                pipe.cmd("ZREMRANGEBYRANK")
+                    .arg(&zkey)
+                    .arg(0)
+                    .arg(-(self.max_points as i64) - 1)
+                    .ignore();
+                pipe.cmd("EXPIRE").arg(&zkey).arg(self.ttl_seconds).ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(err)
+    }
+
+    async fn state(&self, pseudonym: &str) -> Result<Option<serde_json::Value>, CacheError> {
+        let v: Option<String> = redis::cmd("GET")
+            .arg(format!("auren:state:{pseudonym}"))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(err)?;
+        Ok(v.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    async fn series(
+        &self,
+        pseudonym: &str,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>, CacheError> {
+        let v: Vec<String> = redis::cmd("ZRANGE")
+            .arg(format!("auren:series:{pseudonym}"))
+            .arg(-(limit as i64))
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(err)?;
+        Ok(v.iter()
+            .filter_map(|s| serde_json::from_str(s).ok())
+            .collect())
+    }
+
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+}

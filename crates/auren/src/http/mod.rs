@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod problem;
+pub mod users;
 pub mod webhooks;
 
 use crate::cache::Dedup;
@@ -29,6 +30,9 @@ pub struct Inner {
     pub keys: Arc<dyn KeyStore>,
     pub dedup: Arc<dyn Dedup>,
     pub events_topic: String,
+    pub config: Arc<crate::reload::ConfigHandle>,
+    pub state_store: Arc<dyn crate::store::StateStore>,
+    pub state_cache: Arc<dyn crate::cache::StateCache>,
     pub admission: Semaphore,
     pub admission_wait: Duration,
     pub log_timeout: Duration,
@@ -82,6 +86,10 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/health-auto-export",
             post(webhooks::health_auto_export),
         )
+        .route("/users/{user_id}/state", get(users::user_state))
+        .route("/users/{user_id}/modes", get(users::user_modes))
+        .route("/admin/reload", post(users::reload))
+        .route("/admin/users/{user_id}/keys", post(users::issue_key))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .layer(DefaultBodyLimit::disable())

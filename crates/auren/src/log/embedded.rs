@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 pub const FILE_NAME: &str = "events.db";
 /// Upper bound on appends per transaction, so one commit never holds callers too long.
@@ -31,6 +32,9 @@ enum Command {
 pub struct EmbeddedLog {
     tx: mpsc::Sender<Command>,
     path: PathBuf,
+    notify: Arc<Notify>,
+    /// Held for the life of the log: one process writes the file, or offsets would collide.
+    _lock: std::fs::File,
 }
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {
@@ -67,6 +71,7 @@ pub fn partition_for(key: &str, partitions: u32) -> i32 {
 
 struct Writer {
     conn: Connection,
+    notify: Arc<Notify>,
     default_partitions: u32,
     /// (topic) -> partition count, and (topic, partition) -> next offset.
     partitions: HashMap<String, u32>,
@@ -128,8 +133,8 @@ impl Writer {
                 }
             };
             let mut st = tx.prepare_cached(
-                "INSERT OR IGNORE INTO log (topic, partition, offset, key, event_id, ts_ms, value)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO log (topic, partition, offset, key, event_id, ts_ms, value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (topic, event_id) DO NOTHING",
             )?;
             let mut outcomes = Vec::with_capacity(records.len());
             for r in records {
@@ -181,6 +186,7 @@ impl Writer {
                         for (reply, o) in replies.into_iter().zip(outcomes) {
                             let _ = reply.send(Ok(o));
                         }
+                        self.notify.notify_waiters();
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "embedded log commit failed");
@@ -207,9 +213,19 @@ impl EmbeddedLog {
     pub fn open(data_dir: &Path, default_partitions: u32) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join(FILE_NAME);
+        let lock = std::fs::File::create(data_dir.join("events.db.lock"))?;
+        if lock.try_lock().is_err() {
+            anyhow::bail!(
+                "the embedded log in {} is in use by another auren process; run ingest and bridge \
+                 together with `auren serve`, or use Kafka to run them apart",
+                data_dir.display()
+            );
+        }
         let conn = open(&path)?;
+        let notify = Arc::new(Notify::new());
         let mut writer = Writer {
             conn,
+            notify: notify.clone(),
             default_partitions,
             partitions: HashMap::new(),
             next: HashMap::new(),
@@ -219,11 +235,21 @@ impl EmbeddedLog {
         std::thread::Builder::new()
             .name("embedded-log-writer".into())
             .spawn(move || writer.run(rx))?;
-        Ok(Self { tx, path })
+        Ok(Self {
+            tx,
+            path,
+            notify,
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Signalled after every commit, so an in-process reader need not poll.
+    pub fn notifier(&self) -> Arc<Notify> {
+        self.notify.clone()
     }
 
     /// Creates a topic with `partitions` partitions; an existing topic keeps its count.

@@ -42,6 +42,10 @@ pub struct Options {
     pub log_timeout_ms: Option<u64>,
     /// Use this bootstrap instead of the shared broker.
     pub bootstrap: Option<String>,
+    /// Run the bridge in the service, as `auren serve` does.
+    pub bridge: bool,
+    /// Thresholds file.
+    pub biometric_config: Option<PathBuf>,
 }
 
 /// Creates a fresh database and returns its URL.
@@ -79,9 +83,13 @@ pub struct TestApp {
 
 pub async fn service_args(o: &Options, data_dir: &Path) -> ServiceArgs {
     let topic = unique("events");
+    let switches = unique("switches");
+    let dlq = unique("dlq");
     let bootstrap = o.bootstrap.clone().unwrap_or_else(kafka_bootstrap);
     if o.kafka {
-        create_topic(&bootstrap, &topic).await;
+        for t in [&topic, &switches, &dlq] {
+            create_topic(&bootstrap, t).await;
+        }
     }
     ServiceArgs {
         http_addr: "127.0.0.1:0".parse().unwrap(),
@@ -103,7 +111,18 @@ pub async fn service_args(o: &Options, data_dir: &Path) -> ServiceArgs {
         admission_wait_ms: 250,
         log_timeout_ms: o.log_timeout_ms.unwrap_or(5000),
         max_body_bytes: o.max_body_bytes.unwrap_or(1024 * 1024),
-        biometric_config: None,
+        biometric_config: o.biometric_config.clone(),
+        bridge: auren::bridge::BridgeArgs {
+            group: unique("bridge"),
+            max_batch: 500,
+            max_users_in_memory: 10_000,
+            redis_ttl_seconds: 3600,
+            max_timeseries_entries: 100,
+            session_timeout_ms: 6000,
+            switches_topic: switches,
+            dlq_topic: dlq,
+        },
+        no_bridge: !o.bridge,
         secrets: SecretArgs {
             oura_client_secret: Some(OURA_SECRET.into()),
             oura_verification_token: Some(OURA_TOKEN.into()),

@@ -73,10 +73,8 @@ pub enum Handshake {
 }
 
 pub fn handshake(expected_token: &str, token: Option<&str>, challenge: Option<&str>) -> Handshake {
-    // Compare MACs of the tokens so the comparison takes the same time whatever the input.
     let same = token.is_some_and(|t| {
-        let probe = crate::signature::hmac_sha256(b"oura-handshake", &[t.as_bytes()]);
-        verify_hmac_sha256(b"oura-handshake", &[expected_token.as_bytes()], &probe)
+        crate::signature::constant_time_eq(t.as_bytes(), expected_token.as_bytes())
     });
     if !same {
         return Handshake::WrongToken;

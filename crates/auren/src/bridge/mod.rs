@@ -1,0 +1,597 @@
+//! The bridge: consumes `biometric-events` in per-partition order, applies each event to its
+//! user's state with the pure engine, and makes the result durable.
+//!
+//! **Exactly once.** Every checkpoint records the log position of the last event it includes, and
+//! the partition offsets are written in the same transaction as the checkpoints. A partition's
+//! stored offset never passes an event whose effect is still only in memory (a dirty user), so
+//! after a crash the bridge resumes from its stored offsets and skips, per user, every event its
+//! checkpoint already includes. State ends up as if nothing had happened.
+//!
+//! **Switches** are written to `mode_history` in that same transaction (an outbox), then
+//! published to `cognitive-mode-switches` and marked published. Switch ids are deterministic, so a
+//! replay re-derives the same id and the history keeps it once; the outbox is drained at start.
+//!
+//! **Back-pressure.** One bounded batch at a time: the next poll waits for the store commit, so a
+//! slow store slows consumption and memory stays bounded (`max_batch`, `max_users_in_memory`).
+//!
+//! **Degradation.** An event that cannot be read goes to `biometric-events.dlq` with its error and
+//! the partition moves on. A cache outage is counted and logged; a store outage stops progress
+//! (nothing is acknowledged past it) and the bridge retries from its last durable point.
+
+pub mod source;
+pub mod view;
+
+use crate::cache::{CachedUser, StateCache};
+use crate::log::{topics, EventLog, Record};
+use crate::reload::ConfigHandle;
+use crate::store::{thread_id, CheckpointRow, CommitBatch, StateStore, SwitchRow};
+use auren_core::engine::{ModeSwitch, UserState};
+use auren_core::model::{BiometricEvent, EventId, Payload, EVENT_SCHEMA_VERSION};
+use source::{Source, SourceRecord};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BridgeArgs {
+    /// Consumer group shared by all bridge instances.
+    #[arg(long, env = "AUREN_BRIDGE_GROUP", default_value = "auren-bridge")]
+    pub group: String,
+    /// Events per batch.
+    #[arg(long, env = "AUREN_BRIDGE_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_batch: u32,
+    /// Users whose state is kept in memory; clean ones beyond this are dropped (reloaded on use).
+    #[arg(long, env = "AUREN_BRIDGE_MAX_USERS", default_value_t = 100_000)]
+    pub max_users_in_memory: usize,
+    /// TTL of the cached latest state per user.
+    #[arg(long, env = "REDIS_TTL_SECONDS", default_value_t = 86_400)]
+    pub redis_ttl_seconds: u64,
+    /// Readings kept per user in the cached time series.
+    #[arg(long, env = "MAX_TIMESERIES_ENTRIES", default_value_t = 10_000)]
+    pub max_timeseries_entries: usize,
+    /// Kafka consumer session timeout.
+    #[arg(long, env = "AUREN_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 6000)]
+    pub session_timeout_ms: u32,
+    #[arg(long, env = "AUREN_SWITCHES_TOPIC", default_value = topics::MODE_SWITCHES)]
+    pub switches_topic: String,
+    #[arg(long, env = "AUREN_DLQ_TOPIC", default_value = topics::DLQ)]
+    pub dlq_topic: String,
+}
+
+struct Tracked {
+    state: UserState,
+    user_id: String,
+    thread_id: String,
+    checkpoint_id: Option<String>,
+    version: i64,
+    last_position: Option<(i32, i64)>,
+    /// Position of the first event applied since the last checkpoint.
+    dirty_since: Option<(i32, i64)>,
+    last_used: u64,
+}
+
+/// Schema of messages on `cognitive-mode-switches`.
+pub fn switch_message(pseudonym: &str, user_id: &str, s: &ModeSwitch) -> serde_json::Value {
+    serde_json::json!({
+        "schema": 1,
+        "switch_id": s.switch_id,
+        "thread_id": thread_id(pseudonym),
+        "user_id": user_id,
+        "user_pseudonym": pseudonym,
+        "from_mode": s.from,
+        "to_mode": s.to,
+        "at": s.at,
+        "confidence": s.confidence,
+        "reasons": s.reasons,
+        "snapshot": s.snapshot,
+        "calibrating": s.calibrating,
+        "event_id": s.event_id,
+    })
+}
+
+pub struct Bridge {
+    pub args: BridgeArgs,
+    pub events_topic: String,
+    config: Arc<ConfigHandle>,
+    store: Arc<dyn StateStore>,
+    cache: Arc<dyn StateCache>,
+    log: Arc<dyn EventLog>,
+    users: HashMap<String, Tracked>,
+    /// Next offset per partition seen so far (the end of what was read).
+    read_to: HashMap<i32, i64>,
+    last_flush: Instant,
+    tick: u64,
+    window: (u64, u64, Instant),
+}
+
+impl Bridge {
+    pub fn new(
+        args: BridgeArgs,
+        events_topic: String,
+        config: Arc<ConfigHandle>,
+        store: Arc<dyn StateStore>,
+        cache: Arc<dyn StateCache>,
+        log: Arc<dyn EventLog>,
+    ) -> Self {
+        Self {
+            args,
+            events_topic,
+            config,
+            store,
+            cache,
+            log,
+            users: HashMap::new(),
+            read_to: HashMap::new(),
+            last_flush: Instant::now(),
+            tick: 0,
+            window: (0, 0, Instant::now()),
+        }
+    }
+
+    /// Runs until `stop` fires. `make_source` builds a source from the stored offsets; it is
+    /// called again after a store failure, so progress restarts from the last durable point.
+    pub async fn run(
+        mut self,
+        mut make_source: crate::app::MakeSource,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_millis(200);
+        'restart: loop {
+            let offsets = match self
+                .store
+                .load_offsets(&self.args.group, &self.events_topic)
+                .await
+            {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(error = %e, "bridge cannot read its offsets; retrying");
+                    if wait_or_stop(&mut stop, backoff).await {
+                        return Ok(());
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            self.users.clear();
+            self.read_to = offsets.iter().copied().collect();
+            let mut source = make_source(&offsets)?;
+            if let Err(e) = self.drain_outbox().await {
+                tracing::warn!(error = %e, "could not publish pending switches yet");
+            }
+            let mut last_lag = Instant::now() - Duration::from_secs(60);
+            loop {
+                if *stop.borrow() {
+                    let _ = self.flush(&mut *source, true, Vec::new(), Vec::new()).await;
+                    return Ok(());
+                }
+                let batch = tokio::select! {
+                    b = source.poll(self.args.max_batch as usize) => b,
+                    _ = stop.changed() => continue,
+                };
+                let result = match batch {
+                    Ok(records) => self.process(&mut *source, records).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = result {
+                    metrics::counter!("auren_bridge_restarts_total").increment(1);
+                    tracing::warn!(error = %format!("{e:#}"), "bridge batch failed; resuming from the last durable point");
+                    if wait_or_stop(&mut stop, backoff).await {
+                        return Ok(());
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue 'restart;
+                }
+                backoff = Duration::from_millis(200);
+                if last_lag.elapsed() >= Duration::from_secs(5) {
+                    last_lag = Instant::now();
+                    self.report_lag(&mut *source).await;
+                }
+            }
+        }
+    }
+
+    async fn report_lag(&self, source: &mut dyn Source) {
+        let threshold = self.config.current().alerts.consumer_lag_threshold as i64;
+        for (p, lag) in source.lag().await {
+            metrics::gauge!("auren_consumer_lag", "partition" => p.to_string()).set(lag as f64);
+            if lag > threshold {
+                tracing::warn!(
+                    partition = p,
+                    lag,
+                    threshold,
+                    "consumer lag above alerts.consumer_lag_threshold"
+                );
+            }
+        }
+    }
+
+    async fn tracked(&mut self, pseudonym: &str, user_id: &str) -> anyhow::Result<&mut Tracked> {
+        self.tick += 1;
+        if !self.users.contains_key(pseudonym) {
+            let t = match self.store.load_user(pseudonym).await? {
+                Some(u) => {
+                    let state = serde_json::from_value(u.state).unwrap_or_else(|e| {
+                        metrics::counter!("auren_checkpoint_unreadable_total").increment(1);
+                        tracing::error!(user = pseudonym, error = %e, "checkpoint unreadable; starting the user afresh");
+                        UserState::default()
+                    });
+                    Tracked {
+                        state,
+                        user_id: u.user_id,
+                        thread_id: u.thread_id,
+                        checkpoint_id: Some(u.checkpoint_id),
+                        version: u.version,
+                        last_position: u.last_position,
+                        dirty_since: None,
+                        last_used: 0,
+                    }
+                }
+                None => Tracked {
+                    state: UserState::default(),
+                    user_id: user_id.to_string(),
+                    thread_id: thread_id(pseudonym),
+                    checkpoint_id: None,
+                    version: 0,
+                    last_position: None,
+                    dirty_since: None,
+                    last_used: 0,
+                },
+            };
+            self.users.insert(pseudonym.to_string(), t);
+        }
+        let t = self.users.get_mut(pseudonym).expect("inserted above");
+        t.last_used = self.tick;
+        Ok(t)
+    }
+
+    fn dlq_record(&self, r: &SourceRecord, error: &str) -> Record {
+        let original = match std::str::from_utf8(&r.value) {
+            Ok(s) => serde_json::Value::String(s.to_string()),
+            Err(_) => {
+                serde_json::json!({ "base64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &r.value) })
+            }
+        };
+        let value = serde_json::json!({
+            "schema": 1,
+            "error": error,
+            "failed_at": chrono::Utc::now(),
+            "source": {"topic": self.events_topic, "partition": r.partition, "offset": r.offset},
+            "original": original,
+        });
+        Record {
+            key: r.key.clone(),
+            event_id: EventId::derive(&[
+                "dlq",
+                &self.events_topic,
+                &r.partition.to_string(),
+                &r.offset.to_string(),
+            ])
+            .to_string(),
+            value: value.to_string().into_bytes(),
+        }
+    }
+
+    async fn process(
+        &mut self,
+        source: &mut dyn Source,
+        records: Vec<SourceRecord>,
+    ) -> anyhow::Result<()> {
+        let cfg = self.config.current();
+        let mut switches: Vec<(String, ModeSwitch)> = Vec::new();
+        let mut dlq = Vec::new();
+        let mut urgent: HashSet<String> = HashSet::new();
+        let mut points: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+        let n = records.len() as u64;
+        for r in records {
+            let next = self.read_to.entry(r.partition).or_insert(0);
+            *next = (*next).max(r.offset + 1);
+            let event: BiometricEvent = match serde_json::from_slice::<BiometricEvent>(&r.value) {
+                Ok(e) if e.schema == EVENT_SCHEMA_VERSION => e,
+                Ok(e) => {
+                    dlq.push(
+                        self.dlq_record(&r, &format!("unsupported event schema {}", e.schema)),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    dlq.push(self.dlq_record(&r, &format!("not a biometric event: {e}")));
+                    continue;
+                }
+            };
+            let pseudonym = event.subject.pseudonym.clone();
+            let t = self.tracked(&pseudonym, &event.subject.id).await?;
+            if t.last_position
+                .is_some_and(|(p, o)| p == r.partition && r.offset <= o)
+            {
+                metrics::counter!("auren_kafka_messages_processed_total", "outcome" => "already_applied").increment(1);
+                continue;
+            }
+            let out = t.state.apply(&cfg, &pseudonym, &event);
+            t.last_position = Some((r.partition, r.offset));
+            let outcome = if out.duplicate {
+                "duplicate"
+            } else if !out.applied {
+                "notification"
+            } else if out.artefact {
+                "artefact"
+            } else {
+                "applied"
+            };
+            metrics::counter!("auren_kafka_messages_processed_total", "outcome" => outcome)
+                .increment(1);
+            if !out.applied {
+                // Position moved without a state change; the next checkpoint records it.
+                continue;
+            }
+            t.version += 1;
+            t.dirty_since.get_or_insert((r.partition, r.offset));
+            if let Payload::Reading(reading) = &event.payload {
+                let p = serde_json::json!({"metric": reading.metric, "value": reading.value, "at": event.occurred_at, "artefact": out.artefact});
+                points
+                    .entry(pseudonym.clone())
+                    .or_default()
+                    .push((event.occurred_at.timestamp_millis(), p.to_string()));
+            }
+            if out.significant {
+                urgent.insert(pseudonym.clone());
+            }
+            if let Some(s) = out.switch {
+                metrics::counter!("auren_mode_switches_total", "from_mode" => s.from.as_str(), "to_mode" => s.to.as_str()).increment(1);
+                tracing::info!(user = %pseudonym, from = %s.from, to = %s.to, confidence = s.confidence, "mode switch");
+                urgent.insert(pseudonym.clone());
+                switches.push((pseudonym, s));
+            }
+        }
+        if !dlq.is_empty() {
+            metrics::counter!("auren_kafka_messages_processed_total", "outcome" => "dlq")
+                .increment(dlq.len() as u64);
+            tracing::warn!(count = dlq.len(), "events sent to the dead-letter topic");
+        }
+        self.alert_error_rate(n, dlq.len() as u64, cfg.alerts.error_rate_threshold);
+        let interval = Duration::from_secs(cfg.checkpoint.checkpoint_interval_seconds);
+        let due = self.last_flush.elapsed() >= interval;
+        let flush_users: Vec<String> = if due {
+            self.users
+                .iter()
+                .filter(|(_, t)| t.dirty_since.is_some())
+                .map(|(k, _)| k.clone())
+                .collect()
+        } else {
+            urgent.into_iter().collect()
+        };
+        if due || !flush_users.is_empty() || !dlq.is_empty() {
+            self.commit(
+                source,
+                flush_users,
+                switches,
+                dlq,
+                cfg.alerts.checkpoint_latency_threshold,
+            )
+            .await?;
+        }
+        if due {
+            self.last_flush = Instant::now();
+        }
+        self.cache_users(points).await;
+        self.evict();
+        Ok(())
+    }
+
+    fn alert_error_rate(&mut self, seen: u64, failed: u64, threshold: f64) {
+        self.window.0 += seen;
+        self.window.1 += failed;
+        if self.window.2.elapsed() >= Duration::from_secs(60) {
+            let (seen, failed) = (self.window.0, self.window.1);
+            if seen > 0 && failed as f64 / seen as f64 > threshold {
+                tracing::warn!(
+                    seen,
+                    failed,
+                    threshold,
+                    "dead-letter rate above alerts.error_rate_threshold"
+                );
+            }
+            self.window = (0, 0, Instant::now());
+        }
+    }
+
+    async fn flush(
+        &mut self,
+        source: &mut dyn Source,
+        all: bool,
+        switches: Vec<(String, ModeSwitch)>,
+        dlq: Vec<Record>,
+    ) -> anyhow::Result<()> {
+        let users: Vec<String> = self
+            .users
+            .iter()
+            .filter(|(_, t)| all && t.dirty_since.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let threshold = self.config.current().alerts.checkpoint_latency_threshold;
+        self.commit(source, users, switches, dlq, threshold).await
+    }
+
+    /// Makes checkpoints of `flush_users`, the batch's switches and the safe offsets durable in
+    /// one transaction, then publishes the switches.
+    async fn commit(
+        &mut self,
+        source: &mut dyn Source,
+        flush_users: Vec<String>,
+        switches: Vec<(String, ModeSwitch)>,
+        dlq: Vec<Record>,
+        latency_alert: f64,
+    ) -> anyhow::Result<()> {
+        // Dead letters first: the offsets below move past them only once they are durable.
+        if !dlq.is_empty() {
+            self.log
+                .append(&self.args.dlq_topic, dlq)
+                .await
+                .map_err(|e| anyhow::anyhow!("writing to the dead-letter topic: {e}"))?;
+        }
+        let mut batch = CommitBatch {
+            group: self.args.group.clone(),
+            topic: self.events_topic.clone(),
+            ..Default::default()
+        };
+        let flushing: HashSet<&String> = flush_users.iter().collect();
+        let mut new_ids = Vec::new();
+        for pseudonym in &flush_users {
+            let Some(t) = self.users.get(pseudonym) else {
+                continue;
+            };
+            if t.dirty_since.is_none() {
+                continue;
+            }
+            let id = uuid::Uuid::now_v7().to_string();
+            batch.checkpoints.push(CheckpointRow {
+                checkpoint_id: id.clone(),
+                parent_id: t.checkpoint_id.clone(),
+                thread_id: t.thread_id.clone(),
+                pseudonym: pseudonym.clone(),
+                user_id: t.user_id.clone(),
+                mode: t.state.mode.as_str().to_string(),
+                version: t.version,
+                state: serde_json::to_value(&t.state)?,
+                last_position: t.last_position,
+            });
+            new_ids.push((pseudonym.clone(), id));
+        }
+        for (pseudonym, s) in &switches {
+            let t = &self.users[pseudonym];
+            batch.switches.push(SwitchRow {
+                switch_id: s.switch_id.clone(),
+                thread_id: t.thread_id.clone(),
+                from_mode: s.from.as_str().into(),
+                to_mode: s.to.as_str().into(),
+                confidence: s.confidence,
+                switched_at: s.at,
+                message: switch_message(pseudonym, &t.user_id, s),
+            });
+        }
+        // A partition's offset may only pass events whose effects are durable: stop at the first
+        // event of any user that stays dirty.
+        let mut safe: HashMap<i32, i64> = self.read_to.clone();
+        for (k, t) in &self.users {
+            if let Some((p, o)) = t.dirty_since {
+                if !flushing.contains(k) {
+                    let e = safe.entry(p).or_insert(o);
+                    *e = (*e).min(o);
+                }
+            }
+        }
+        batch.offsets = safe.into_iter().collect();
+        batch.offsets.sort();
+        let started = Instant::now();
+        self.store.commit(&batch).await?;
+        let took = started.elapsed().as_secs_f64();
+        metrics::histogram!("auren_checkpoint_save_seconds").record(took);
+        if took > latency_alert {
+            tracing::warn!(
+                seconds = took,
+                threshold = latency_alert,
+                "checkpoint save above alerts.checkpoint_latency_threshold"
+            );
+        }
+        for (pseudonym, id) in new_ids {
+            if let Some(t) = self.users.get_mut(&pseudonym) {
+                t.checkpoint_id = Some(id);
+                t.dirty_since = None;
+                t.state.mark_saved();
+            }
+        }
+        source.committed(&batch.offsets).await;
+        if !batch.switches.is_empty() {
+            let msgs: Vec<(String, serde_json::Value)> = batch
+                .switches
+                .into_iter()
+                .map(|s| (s.switch_id, s.message))
+                .collect();
+            if let Err(e) = self.publish(msgs).await {
+                // Committed in the outbox; published on the next drain.
+                tracing::warn!(error = %e, "publishing mode switches failed; they stay in the outbox");
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, msgs: Vec<(String, serde_json::Value)>) -> anyhow::Result<()> {
+        let records = msgs
+            .iter()
+            .map(|(id, m)| Record {
+                key: m["user_pseudonym"].as_str().unwrap_or_default().to_string(),
+                event_id: id.clone(),
+                value: m.to_string().into_bytes(),
+            })
+            .collect();
+        self.log
+            .append(&self.args.switches_topic, records)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let ids: Vec<String> = msgs.into_iter().map(|(id, _)| id).collect();
+        self.store.mark_published(&ids).await?;
+        Ok(())
+    }
+
+    /// Publishes switches that were committed but not published before a crash or outage.
+    async fn drain_outbox(&self) -> anyhow::Result<()> {
+        loop {
+            let pending = self.store.unpublished(500).await?;
+            if pending.is_empty() {
+                return Ok(());
+            }
+            tracing::info!(
+                count = pending.len(),
+                "publishing switches left in the outbox"
+            );
+            self.publish(pending).await?;
+        }
+    }
+
+    async fn cache_users(&self, points: HashMap<String, Vec<(i64, String)>>) {
+        if points.is_empty() {
+            return;
+        }
+        let cfg = self.config.current();
+        let users: Vec<CachedUser> = points
+            .into_iter()
+            .filter_map(|(pseudonym, points)| {
+                let t = self.users.get(&pseudonym)?;
+                Some(CachedUser {
+                    state: view::state_view(&cfg, &pseudonym, &t.thread_id, &t.state),
+                    pseudonym,
+                    points,
+                })
+            })
+            .collect();
+        if let Err(e) = self.cache.put(&users).await {
+            metrics::counter!("auren_cache_errors_total", "op" => "state_put").increment(1);
+            tracing::warn!(error = %e, backend = self.cache.backend(), "cache write failed; the bridge goes on");
+        }
+    }
+
+    /// Drops the least recently used clean users beyond the in-memory bound.
+    fn evict(&mut self) {
+        let max = self.args.max_users_in_memory;
+        if self.users.len() <= max {
+            return;
+        }
+        let mut clean: Vec<(u64, String)> = self
+            .users
+            .iter()
+            .filter(|(_, t)| t.dirty_since.is_none())
+            .map(|(k, t)| (t.last_used, k.clone()))
+            .collect();
+        clean.sort();
+        let excess = self.users.len() - max;
+        for (_, k) in clean.into_iter().take(excess) {
+            self.users.remove(&k);
+        }
+    }
+}
+
+async fn wait_or_stop(stop: &mut tokio::sync::watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}

@@ -1,0 +1,220 @@
+//! Per-user state and mode history, and the admin endpoints.
+//!
+//! A user's data is readable with the admin token or with that user's own API key. Paths carry
+//! the raw user id (the caller knows it); everything inside is looked up by its pseudonym.
+
+use super::problem::Problem;
+use super::AppState;
+use auren_core::signature::constant_time_eq;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+fn bearer(h: &HeaderMap) -> Option<&str> {
+    h.get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+}
+
+fn is_admin(state: &AppState, token: &str) -> bool {
+    state
+        .inner
+        .secrets
+        .admin_token
+        .as_deref()
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+}
+
+async fn require_admin(state: &AppState, h: &HeaderMap) -> Result<(), Problem> {
+    match bearer(h) {
+        Some(t) if is_admin(state, t) => Ok(()),
+        Some(_) => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "not_admin",
+            "this endpoint needs the admin token",
+        )),
+        None => Err(Problem::unauthorized(
+            "missing_token",
+            "send the admin token as Authorization: Bearer <token>",
+        )),
+    }
+}
+
+/// The admin token, or the key of `user_id` itself.
+async fn require_user_or_admin(
+    state: &AppState,
+    h: &HeaderMap,
+    user_id: &str,
+) -> Result<(), Problem> {
+    let token = bearer(h).ok_or_else(|| {
+        Problem::unauthorized(
+            "missing_token",
+            "send the admin token or the user's key as Authorization: Bearer <token>",
+        )
+    })?;
+    if is_admin(state, token) {
+        return Ok(());
+    }
+    match state.inner.user_for_key(token).await {
+        Ok(Some(u)) if u == user_id => Ok(()),
+        Ok(Some(_)) => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "user_mismatch",
+            "this key may only read its own user's data",
+        )),
+        Ok(None) => Err(Problem::unauthorized(
+            "invalid_api_key",
+            "the token is neither the admin token nor a known key",
+        )),
+        Err(_) => Err(Problem::unavailable(
+            "store_unavailable",
+            "could not check the key; retry shortly",
+            5,
+        )),
+    }
+}
+
+pub async fn user_state(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+) -> Result<Response, Problem> {
+    require_user_or_admin(&state, &headers, &user_id).await?;
+    let pseudonym = state.inner.pseudonyms.pseudonym(&user_id);
+    let cached = match state.inner.state_cache.state(&pseudonym).await {
+        Ok(v) => v,
+        Err(e) => {
+            metrics::counter!("auren_cache_errors_total", "op" => "state_get").increment(1);
+            tracing::warn!(error = %e, "cache read failed; reading the store");
+            None
+        }
+    };
+    let (view, source) = match cached {
+        Some(v) => (v, "cache"),
+        None => {
+            let stored = state
+                .inner
+                .state_store
+                .load_user(&pseudonym)
+                .await
+                .map_err(|_| {
+                    Problem::unavailable(
+                        "store_unavailable",
+                        "could not read the state store; retry shortly",
+                        5,
+                    )
+                })?
+                .ok_or_else(|| {
+                    Problem::new(
+                        StatusCode::NOT_FOUND,
+                        "unknown_user",
+                        "no state for this user yet",
+                    )
+                })?;
+            let s: auren_core::engine::UserState =
+                serde_json::from_value(stored.state).map_err(|_| {
+                    Problem::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "state_unreadable",
+                        "the stored state could not be read",
+                    )
+                })?;
+            let cfg = state.inner.config.current();
+            (
+                crate::bridge::view::state_view(&cfg, &pseudonym, &stored.thread_id, &s),
+                "checkpoint",
+            )
+        }
+    };
+    let recent = state
+        .inner
+        .state_cache
+        .series(&pseudonym, 20)
+        .await
+        .unwrap_or_default();
+    let mut body = view;
+    body["user_id"] = json!(user_id);
+    body["source"] = json!(source);
+    body["recent_readings"] = json!(recent);
+    Ok(Json(body).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    limit: Option<i64>,
+}
+
+pub async fn user_modes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, Problem> {
+    require_user_or_admin(&state, &headers, &user_id).await?;
+    let pseudonym = state.inner.pseudonyms.pseudonym(&user_id);
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let modes = state
+        .inner
+        .state_store
+        .history(&pseudonym, limit)
+        .await
+        .map_err(|_| {
+            Problem::unavailable(
+                "store_unavailable",
+                "could not read the mode history; retry shortly",
+                5,
+            )
+        })?;
+    Ok(Json(json!({"user_id": user_id, "modes": modes})).into_response())
+}
+
+pub async fn reload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    require_admin(&state, &headers).await?;
+    match state.inner.config.reload("api") {
+        Ok(cfg) => Ok(Json(json!({"status": "applied", "config": *cfg})).into_response()),
+        Err(e) => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_config",
+            format!("rejected; the config in force stays: {e}"),
+        )),
+    }
+}
+
+pub async fn issue_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+) -> Result<Response, Problem> {
+    require_admin(&state, &headers).await?;
+    if user_id.trim().is_empty() || user_id.len() > 256 {
+        return Err(Problem::bad_request(
+            "invalid_user_id",
+            "user id must be 1 to 256 characters",
+        ));
+    }
+    let key = crate::store::issue_key(state.inner.keys.as_ref(), &user_id)
+        .await
+        .map_err(|_| {
+            Problem::unavailable(
+                "store_unavailable",
+                "could not store the key; retry shortly",
+                5,
+            )
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"user_id": user_id, "key": key.0})),
+    )
+        .into_response())
+}

@@ -1,0 +1,118 @@
+//! The thresholds config in force, and its hot reload.
+//!
+//! The file is validated at start (an invalid file refuses to start) and on every reload: on file
+//! change (mtime polled each second), on SIGHUP and on `POST /admin/reload`. A reload that fails
+//! validation is rejected with its error, counted, and the config in force stays; the predecessor
+//! silently fell back to defaults instead.
+
+use auren_core::engine::config::EngineConfig;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+pub struct ConfigHandle {
+    current: RwLock<Arc<EngineConfig>>,
+    path: Option<PathBuf>,
+    seen_mtime: Mutex<Option<SystemTime>>,
+}
+
+fn mtime(path: &PathBuf) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl ConfigHandle {
+    /// Loads the file (or the defaults when there is none); an invalid file is an error.
+    pub fn load(path: Option<PathBuf>) -> anyhow::Result<Arc<Self>> {
+        let cfg = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    anyhow::anyhow!("reading BIOMETRIC_CONFIG {}: {e}", p.display())
+                })?;
+                EngineConfig::from_yaml(&text).map_err(|e| {
+                    anyhow::anyhow!("BIOMETRIC_CONFIG {} is invalid: {e}", p.display())
+                })?
+            }
+            None => EngineConfig::default(),
+        };
+        let seen = path.as_ref().and_then(mtime);
+        Ok(Arc::new(Self {
+            current: RwLock::new(Arc::new(cfg)),
+            path,
+            seen_mtime: Mutex::new(seen),
+        }))
+    }
+
+    pub fn fixed(cfg: EngineConfig) -> Arc<Self> {
+        Arc::new(Self {
+            current: RwLock::new(Arc::new(cfg)),
+            path: None,
+            seen_mtime: Mutex::new(None),
+        })
+    }
+
+    pub fn current(&self) -> Arc<EngineConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the file. `trigger` labels the log line (file, signal, api).
+    pub fn reload(&self, trigger: &'static str) -> Result<Arc<EngineConfig>, String> {
+        let Some(path) = &self.path else {
+            return Err("no BIOMETRIC_CONFIG file is configured".into());
+        };
+        *self.seen_mtime.lock().unwrap_or_else(|e| e.into_inner()) = mtime(path);
+        let result = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))
+            .and_then(|t| EngineConfig::from_yaml(&t).map_err(|e| e.to_string()));
+        match result {
+            Ok(cfg) => {
+                let cfg = Arc::new(cfg);
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = cfg.clone();
+                metrics::counter!("auren_config_reloads_total", "outcome" => "applied")
+                    .increment(1);
+                tracing::info!(trigger, "thresholds reloaded");
+                Ok(cfg)
+            }
+            Err(e) => {
+                metrics::counter!("auren_config_reloads_total", "outcome" => "rejected")
+                    .increment(1);
+                tracing::warn!(trigger, error = %e, "thresholds reload rejected; the config in force stays");
+                Err(e)
+            }
+        }
+    }
+
+    /// Reloads on file change and on SIGHUP until the process ends.
+    pub fn watch(self: &Arc<Self>) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let now = mtime(&path);
+                let changed = *me.seen_mtime.lock().unwrap_or_else(|e| e.into_inner()) != now;
+                if changed {
+                    let _ = me.reload("file");
+                }
+            }
+        });
+        #[cfg(unix)]
+        {
+            let me = self.clone();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    let _ = me.reload("sighup");
+                }
+            });
+        }
+    }
+}
