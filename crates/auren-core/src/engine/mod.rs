@@ -894,7 +894,9 @@ impl UserState {
                 let held = Reason {
                     rule: format!("{}_exit_held", self.mode.as_str().to_ascii_lowercase()),
                     metric: None,
-                    value: self.exit_since.map_or(0.0, |t| (self.clock.unwrap_or(t) - t) as f64),
+                    value: self
+                        .exit_since
+                        .map_or(0.0, |t| (self.clock.unwrap_or(t) - t) as f64),
                     baseline: None,
                     threshold: s.min_dwell_seconds as f64,
                 };

@@ -77,6 +77,7 @@ pub struct TestApp {
     pub args: ServiceArgs,
     pub data_dir: tempfile::TempDir,
     pub topic: String,
+    pub state: auren::http::AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -144,6 +145,7 @@ impl TestApp {
         let service = auren::app::Service::build(&args)
             .await
             .expect("service builds");
+        let state = service.state.clone();
         let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = api.local_addr().unwrap();
@@ -159,6 +161,7 @@ impl TestApp {
             topic: args.backends.events_topic.clone(),
             args,
             data_dir,
+            state,
             stop: Some(tx),
             task: Some(task),
         }
@@ -393,4 +396,83 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+pub const ADMIN: &str = "admin-token";
+
+/// Polls `check` until it returns Some, or panics after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every record of `topic`, parsed, from whichever log `b` names.
+pub fn read_topic(b: &BackendArgs, topic: &str) -> Vec<serde_json::Value> {
+    let mut b = b.clone();
+    b.events_topic = topic.to_string();
+    read_log(&b)
+}
+
+impl TestApp {
+    pub async fn get_json(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// HealthKit push of (type, value, RFC 3339 time) samples for `user`.
+    pub async fn push(
+        &self,
+        key: &str,
+        user: &str,
+        samples: &[(&str, f64, String)],
+    ) -> reqwest::Response {
+        let samples: Vec<_> = samples
+            .iter()
+            .map(|(t, v, ts)| serde_json::json!({"type": t, "value": v, "timestamp": ts, "source": "Apple Watch"}))
+            .collect();
+        let body = serde_json::json!({"user_id": user, "samples": samples}).to_string();
+        self.post(
+            "/webhooks/healthkit",
+            &[("authorization", format!("Bearer {key}"))],
+            body,
+        )
+        .await
+    }
+}
+
+/// A minute-by-minute heart rate at rest above 100 bpm: acute stress.
+pub fn stress_episode(
+    start: chrono::DateTime<chrono::Utc>,
+    minutes: i64,
+) -> Vec<(&'static str, f64, String)> {
+    (0..minutes)
+        .map(|i| {
+            (
+                "heartRate",
+                112.0,
+                (start + chrono::Duration::minutes(i)).to_rfc3339(),
+            )
+        })
+        .collect()
 }

@@ -1,0 +1,411 @@
+//! The bridge end to end: webhooks in, checkpoints and history in the store, state in the cache,
+//! switch events out; on the embedded default and on Tansu + PostgreSQL + Redis.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+fn t(s: &str) -> chrono::DateTime<chrono::Utc> {
+    s.parse().unwrap()
+}
+
+async fn stress_then_switch(app: &TestApp) -> (String, String, serde_json::Value) {
+    let user = unique("user");
+    let key = app.issue_key(&user).await;
+    let r = app
+        .push(&key, &user, &stress_episode(t("2025-03-01T15:00:00Z"), 3))
+        .await;
+    assert_eq!(r.status(), 200);
+    let switches_topic = app.args.bridge.switches_topic.clone();
+    let b = app.args.backends.clone();
+    let msg = eventually(30, "a REFLEX switch event", || {
+        let (b, topic) = (b.clone(), switches_topic.clone());
+        async move {
+            tokio::task::spawn_blocking(move || read_topic(&b, &topic))
+                .await
+                .unwrap()
+                .into_iter()
+                .next()
+        }
+    })
+    .await;
+    (user, key, msg)
+}
+
+fn check_switch_message(msg: &serde_json::Value, user: &str) {
+    assert_eq!(msg["schema"], 1);
+    assert_eq!(msg["from_mode"], "PATTERN");
+    assert_eq!(msg["to_mode"], "REFLEX");
+    assert_eq!(msg["user_id"], user);
+    assert!(msg["user_pseudonym"].as_str().unwrap().starts_with("u_"));
+    assert!(msg["thread_id"].as_str().unwrap().starts_with("thr_"));
+    let c = msg["confidence"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&c));
+    assert_eq!(msg["reasons"][0]["rule"], "heart_rate_elevated");
+    assert_eq!(msg["reasons"][0]["threshold"], 100.0);
+    assert_eq!(msg["snapshot"]["heart_rate"], 112.0);
+    assert_eq!(msg["calibrating"], true);
+    assert_eq!(
+        msg["at"], "2025-03-01T15:01:00Z",
+        "event time, not wall clock"
+    );
+}
+
+#[tokio::test]
+async fn embedded_default_webhooks_to_switch_state_and_history() {
+    let app = TestApp::spawn(Options {
+        bridge: true,
+        ..Default::default()
+    })
+    .await;
+    let (user, key, msg) = stress_then_switch(&app).await;
+    check_switch_message(&msg, &user);
+
+    // State: by admin token and by the user's own key; not by another user's key.
+    let path = format!("/users/{user}/state");
+    let (s, state) = app.get_json(&path, ADMIN).await;
+    assert_eq!(s, 200, "{state}");
+    assert_eq!(state["mode"], "REFLEX");
+    assert_eq!(state["calibrating"], true);
+    assert_eq!(state["baselines"]["hrv_sdnn"]["baseline_ms"], 60.0);
+    assert_eq!(state["baselines"]["heart_rate"]["baseline_bpm"], 70.0);
+    assert_eq!(state["latest"]["heart_rate"], 112.0);
+    assert_eq!(app.get_json(&path, &key).await.0, 200);
+    let other = unique("user");
+    let other_key = app.issue_key(&other).await;
+    assert_eq!(app.get_json(&path, &other_key).await.0, 403);
+    assert_eq!(app.get_json(&path, "nonsense").await.0, 401);
+    assert_eq!(
+        app.get_json(&format!("/users/{other}/state"), ADMIN)
+            .await
+            .0,
+        404
+    );
+
+    let (s, modes) = app.get_json(&format!("/users/{user}/modes"), &key).await;
+    assert_eq!(s, 200);
+    assert_eq!(modes["modes"].as_array().unwrap().len(), 1);
+    assert_eq!(modes["modes"][0]["switch_id"], msg["switch_id"]);
+
+    // Checkpoint and offsets are in SQLite under the data directory.
+    let db = rusqlite::Connection::open(app.data_dir.path().join("state.db")).unwrap();
+    let n: i64 = db
+        .query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0))
+        .unwrap();
+    assert!(n >= 1);
+    let published: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM mode_history WHERE published_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(published, 1);
+    let m = app.metrics().await;
+    assert!(
+        m.contains(r#"auren_mode_switches_total{from_mode="PATTERN",to_mode="REFLEX"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"auren_kafka_messages_processed_total{outcome="applied"} 3"#),
+        "{m}"
+    );
+    assert!(m.contains("auren_checkpoint_save_seconds_count"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn kafka_postgres_redis_webhooks_to_switch_state_and_cache() {
+    let app = TestApp::spawn(Options {
+        bridge: true,
+        kafka: true,
+        postgres: true,
+        redis: true,
+        ..Default::default()
+    })
+    .await;
+    let (user, _key, msg) = stress_then_switch(&app).await;
+    check_switch_message(&msg, &user);
+    let pseudonym = msg["user_pseudonym"].as_str().unwrap().to_string();
+
+    // PostgreSQL: thread, checkpoint, history (published), offsets.
+    use sqlx::Connection;
+    let mut pg = sqlx::PgConnection::connect(app.args.backends.postgres_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    let (mode, latest): (String, Option<String>) =
+        sqlx::query_as("SELECT mode, latest_checkpoint_id FROM threads WHERE user_pseudonym = $1")
+            .bind(&pseudonym)
+            .fetch_one(&mut pg)
+            .await
+            .unwrap();
+    assert_eq!(mode, "REFLEX");
+    let (version, state): (i64, serde_json::Value) =
+        sqlx::query_as("SELECT version, state FROM checkpoints WHERE checkpoint_id = $1")
+            .bind(latest.unwrap())
+            .fetch_one(&mut pg)
+            .await
+            .unwrap();
+    assert_eq!(version, 3);
+    assert_eq!(state["mode"], "REFLEX");
+    let (published,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM mode_history WHERE published_at IS NOT NULL")
+            .fetch_one(&mut pg)
+            .await
+            .unwrap();
+    assert_eq!(published, 1);
+    let (offsets,): (i64,) = sqlx::query_as(
+        "SELECT COALESCE(SUM(next_offset), 0)::BIGINT FROM consumer_offsets WHERE topic = $1",
+    )
+    .bind(&app.topic)
+    .fetch_one(&mut pg)
+    .await
+    .unwrap();
+    assert_eq!(offsets, 3);
+
+    // Redis: latest state with the TTL, a capped series.
+    let key = app.issue_key(&user).await;
+    let many: Vec<_> = (0..150)
+        .map(|i| {
+            (
+                "heartRate",
+                60.0 + (i % 5) as f64,
+                (t("2025-03-02T08:00:00Z") + chrono::Duration::minutes(i)).to_rfc3339(),
+            )
+        })
+        .collect();
+    assert_eq!(app.push(&key, &user, &many).await.status(), 200);
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let series_key = format!("auren:series:{pseudonym}");
+    eventually(30, "150 more readings cached", || {
+        let mut con = con.clone();
+        let k = series_key.clone();
+        async move {
+            let last: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&k)
+                .arg(-1)
+                .arg(-1)
+                .query_async(&mut con)
+                .await
+                .ok()?;
+            last.first()
+                .filter(|p| p.contains("2025-03-02T10:29:00Z"))
+                .map(|_| ())
+        }
+    })
+    .await;
+    let len: i64 = redis::cmd("ZCARD")
+        .arg(&series_key)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(len, 100, "series capped at MAX_TIMESERIES_ENTRIES");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("auren:state:{pseudonym}"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 3600, "{ttl}");
+    let raw_id_keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("*{user}*"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(raw_id_keys.is_empty(), "no raw user id in Redis keys");
+    let (s, state) = app.get_json(&format!("/users/{user}/state"), ADMIN).await;
+    assert_eq!(s, 200);
+    assert_eq!(state["source"], "cache");
+    assert_eq!(state["recent_readings"].as_array().unwrap().len(), 20);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unreadable_events_go_to_the_dlq_without_blocking_and_replay_once() {
+    let app = TestApp::spawn(Options {
+        bridge: true,
+        kafka: true,
+        postgres: true,
+        ..Default::default()
+    })
+    .await;
+    let user = unique("user");
+    let key = app.issue_key(&user).await;
+    let pseudonym = auren_core::pseudonym::Pseudonymizer::new(PSEUDONYM_KEY.as_bytes())
+        .unwrap()
+        .pseudonym(&user);
+    // A foreign producer writes garbage into the user's partition, then valid events follow.
+    app.state
+        .inner
+        .log
+        .append(
+            &app.topic,
+            vec![auren::log::Record {
+                key: pseudonym.clone(),
+                event_id: unique("junk"),
+                value: b"{not an event".to_vec(),
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        app.push(&key, &user, &stress_episode(t("2025-03-01T15:00:00Z"), 3))
+            .await
+            .status(),
+        200
+    );
+    let b = app.args.backends.clone();
+    let (dlq_topic, switches_topic) = (
+        app.args.bridge.dlq_topic.clone(),
+        app.args.bridge.switches_topic.clone(),
+    );
+    eventually(30, "the switch after the bad record", || {
+        let (b, t) = (b.clone(), switches_topic.clone());
+        async move {
+            (tokio::task::spawn_blocking(move || read_topic(&b, &t))
+                .await
+                .unwrap()
+                .len()
+                == 1)
+                .then_some(())
+        }
+    })
+    .await;
+    let dlq = {
+        let (b, t) = (b.clone(), dlq_topic.clone());
+        tokio::task::spawn_blocking(move || read_topic(&b, &t))
+            .await
+            .unwrap()
+    };
+    assert_eq!(dlq.len(), 1);
+    assert!(
+        dlq[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a biometric event"),
+        "{}",
+        dlq[0]
+    );
+    assert_eq!(dlq[0]["original"], "{not an event");
+    assert_eq!(dlq[0]["source"]["topic"], app.topic.as_str());
+
+    // Replay sends it back through the bridge once; it fails again and is dead-lettered again.
+    assert_eq!(auren::dlq::replay(&b, &dlq_topic, None).await.unwrap(), 1);
+    assert_eq!(
+        auren::dlq::replay(&b, &dlq_topic, None).await.unwrap(),
+        0,
+        "each entry is replayed once"
+    );
+    let again = eventually(30, "the replayed entry back in the DLQ", || {
+        let (b, t) = (b.clone(), dlq_topic.clone());
+        async move {
+            let d = tokio::task::spawn_blocking(move || read_topic(&b, &t))
+                .await
+                .unwrap();
+            (d.len() == 2).then_some(d)
+        }
+    })
+    .await;
+    assert_eq!(again[1]["original"], "{not an event");
+    let m = app.metrics().await;
+    assert!(
+        m.contains(r#"auren_kafka_messages_processed_total{outcome="dlq"}"#),
+        "{m}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn thresholds_reload_applies_valid_files_and_keeps_the_old_on_invalid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("thresholds.yaml");
+    std::fs::write(&file, "thresholds:\n  heart_rate_elevated: 100\n").unwrap();
+    let app = TestApp::spawn(Options {
+        bridge: true,
+        biometric_config: Some(file.clone()),
+        ..Default::default()
+    })
+    .await;
+    let reload = || {
+        app.client
+            .post(app.url("/admin/reload"))
+            .bearer_auth(ADMIN)
+            .send()
+    };
+    assert_eq!(
+        app.client
+            .post(app.url("/admin/reload"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    std::fs::write(&file, "thresholds:\n  heart_rate_elevated: 'fast'\n").unwrap();
+    let (s, p) = problem(reload().await.unwrap()).await;
+    assert_eq!((s, p["reason"].as_str().unwrap()), (422, "invalid_config"));
+    std::fs::write(&file, "thresholds:\n  stress_level_critical: 0.5\n").unwrap();
+    let (s, p) = problem(reload().await.unwrap()).await;
+    assert_eq!(s, 422);
+    assert!(p["detail"]
+        .as_str()
+        .unwrap()
+        .contains("stress_level_critical"));
+    assert_eq!(
+        app.state
+            .inner
+            .config
+            .current()
+            .thresholds
+            .heart_rate_elevated,
+        100.0,
+        "old config kept"
+    );
+
+    std::fs::write(&file, "thresholds:\n  heart_rate_elevated: 120\n").unwrap();
+    let r = reload().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["config"]["thresholds"]["heart_rate_elevated"],
+        120.0
+    );
+    // 112 bpm no longer enters REFLEX.
+    let user = unique("user");
+    let key = app.issue_key(&user).await;
+    assert_eq!(
+        app.push(&key, &user, &stress_episode(t("2025-03-01T15:00:00Z"), 5))
+            .await
+            .status(),
+        200
+    );
+    let path = format!("/users/{user}/state");
+    let state = eventually(30, "the user's state", || async {
+        let (s, v) = app.get_json(&path, ADMIN).await;
+        (s == 200).then_some(v)
+    })
+    .await;
+    assert_eq!(state["mode"], "PATTERN");
+
+    // A change to the file alone is picked up.
+    std::fs::write(&file, "thresholds:\n  heart_rate_elevated: 110\n").unwrap();
+    eventually(10, "the file change applied", || async {
+        (app.state
+            .inner
+            .config
+            .current()
+            .thresholds
+            .heart_rate_elevated
+            == 110.0)
+            .then_some(())
+    })
+    .await;
+    let m = app.metrics().await;
+    assert!(
+        m.contains(r#"auren_config_reloads_total{outcome="rejected"} 2"#),
+        "{m}"
+    );
+    assert!(m.contains(r#"auren_config_reloads_total{outcome="applied"}"#));
+    let _ = json!({});
+    app.stop().await;
+}
