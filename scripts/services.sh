@@ -66,16 +66,27 @@ ensure_tansu_built() {
   echo "$root/bin/tansu"
 }
 
-# ensure_tansu PROFILE PORT: a broker on 127.0.0.1:PORT with its data in a fresh scratch dir.
+# ensure_tansu PROFILE PORT: a broker on 127.0.0.1:PORT (reused when one already listens),
+# with its data in a fresh scratch dir.
 ensure_tansu() {
-  local profile=${1:-debug} port=${2:-9092} bin dir
+  local profile=${1:-debug} port=${2:-9092} bin
   bin=$(ensure_tansu_built "$profile")
   export TANSU_BIN="$bin"
   if wait_port 127.0.0.1 "$port" 0; then return 0; fi
+  start_tansu "$bin" "$port"
+}
+
+# start_tansu BIN PORT: starts a fresh broker; its pid is in TANSU_PID.
+start_tansu() {
+  local bin=$1 port=$2 dir
   dir=$(mktemp -d "${TMPDIR:-/tmp}/auren-tansu-XXXXXX")
   log "starting Tansu on 127.0.0.1:$port (data in $dir)"
-  (cd "$dir" && RUST_LOG=warn nohup "$bin" broker \
+  cd "$dir"
+  RUST_LOG=warn nohup "$bin" broker \
     --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine sqlite://tansu.db >tansu.log 2>&1 &)
+    --storage-engine sqlite://tansu.db >tansu.log 2>&1 &
+  TANSU_PID=$!
+  TANSU_DIR=$dir
+  cd - >/dev/null
   wait_port 127.0.0.1 "$port" 30 || { log "Tansu did not start; see $dir/tansu.log"; return 1; }
 }

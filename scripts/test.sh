@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, property and integration tests against real PostgreSQL, Redis
-# and a Kafka-wire broker (Tansu), which this script installs and starts when they are not up.
+# and a Kafka-wire broker (Tansu): PostgreSQL and Redis are installed and started when they are not
+# up; Tansu is built once into ~/.cache/auren and a fresh broker is started for the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 ensure_postgres
 ensure_redis
-ensure_tansu debug 9092
-export AUREN_TEST_KAFKA=127.0.0.1:9092
+# A fresh broker for every run, on its own port: results never depend on a broker's history.
+: "${AUREN_TEST_KAFKA_PORT:=19093}"
+start_tansu "$(ensure_tansu_built debug)" "$AUREN_TEST_KAFKA_PORT"
+# Tansu lingers on SIGTERM once it has had clients; its data is scratch, so SIGKILL.
+trap 'kill -9 "$TANSU_PID" 2>/dev/null; rm -rf "$TANSU_DIR"' EXIT
+export TANSU_BIN
+TANSU_BIN=$(ensure_tansu_built debug)
+export AUREN_TEST_KAFKA=127.0.0.1:$AUREN_TEST_KAFKA_PORT
 export AUREN_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/postgres
 export AUREN_TEST_REDIS=redis://127.0.0.1:6379/0
 cargo test --workspace --all-targets "$@"

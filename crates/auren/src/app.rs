@@ -127,15 +127,16 @@ pub fn bridge_source(b: &BackendArgs, args: &BridgeArgs, notify: Notifier) -> Ma
     )
 }
 
-pub async fn dedup(b: &BackendArgs) -> anyhow::Result<Arc<dyn Dedup>> {
+pub async fn dedup(b: &BackendArgs, log_timeout: Duration) -> anyhow::Result<Arc<dyn Dedup>> {
+    let claim_ttl = log_timeout + crate::cache::CLAIM_MARGIN;
     let ttl = Duration::from_secs(b.dedup_ttl_seconds);
     Ok(match &b.redis_url {
         Some(url) => Arc::new(
-            RedisDedup::connect(url, b.dedup_ttl_seconds)
+            RedisDedup::connect(url, b.dedup_ttl_seconds, claim_ttl)
                 .await
                 .context("connecting to Redis")?,
         ),
-        None => Arc::new(MemoryDedup::new(ttl, 1_000_000)),
+        None => Arc::new(MemoryDedup::new(ttl, claim_ttl, 1_000_000)),
     })
 }
 
@@ -151,7 +152,7 @@ impl Service {
         let secrets = args.secrets.resolve(&b.data_dir)?;
         let pseudonyms = Pseudonymizer::new(secrets.pseudonym_key.as_bytes())?;
         let config = ConfigHandle::load(args.biometric_config.clone())?;
-        let dedup = dedup(b).await?;
+        let dedup = dedup(b, args.log_timeout()).await?;
         let stores = stores(b).await?;
         let keys = stores.keys.clone();
         let cache = state_cache(b, &args.bridge).await?;
@@ -293,10 +294,11 @@ pub async fn run_bridge(args: crate::cli::BridgeCommand) -> anyhow::Result<()> {
     let b = &args.backends;
     let config = ConfigHandle::load(args.biometric_config.clone())?;
     config.watch();
-    let dedup = dedup(b).await?;
+    let log_timeout = Duration::from_millis(args.log_timeout_ms);
+    let dedup = dedup(b, log_timeout).await?;
     let stores = stores(b).await?;
     let cache = state_cache(b, &args.bridge).await?;
-    let (log, kafka, notify) = event_log(b, Duration::from_millis(args.log_timeout_ms), dedup)?;
+    let (log, kafka, notify) = event_log(b, log_timeout, dedup)?;
     let bridge = Bridge::new(
         args.bridge.clone(),
         b.events_topic.clone(),

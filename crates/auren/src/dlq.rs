@@ -83,8 +83,9 @@ pub async fn replay(
     if n == 0 {
         return Ok(0);
     }
-    let dedup = crate::app::dedup(b).await?;
-    let (log, _, _) = crate::app::event_log(b, Duration::from_secs(10), dedup)?;
+    let timeout = Duration::from_secs(10);
+    let dedup = crate::app::dedup(b, timeout).await?;
+    let (log, _, _) = crate::app::event_log(b, timeout, dedup)?;
     log.append(&b.events_topic, records)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

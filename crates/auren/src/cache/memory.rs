@@ -1,6 +1,6 @@
 //! In-process dedup map with expiry and a size bound, for runs without Redis.
 
-use super::{CacheError, CachedUser, Claim, Dedup, StateCache, CLAIM_TTL_SECONDS};
+use super::{CacheError, CachedUser, Claim, Dedup, StateCache};
 use async_trait::async_trait;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -15,14 +15,16 @@ struct Entry {
 pub struct MemoryDedup {
     map: Mutex<HashMap<String, Entry>>,
     ttl: Duration,
+    claim_ttl: Duration,
     capacity: usize,
 }
 
 impl MemoryDedup {
-    pub fn new(ttl: Duration, capacity: usize) -> Self {
+    pub fn new(ttl: Duration, claim_ttl: Duration, capacity: usize) -> Self {
         Self {
             map: Mutex::new(HashMap::new()),
             ttl,
+            claim_ttl,
             capacity,
         }
     }
@@ -61,7 +63,7 @@ impl Dedup for MemoryDedup {
                         id.clone(),
                         Entry {
                             done: false,
-                            expires: now + Duration::from_secs(CLAIM_TTL_SECONDS),
+                            expires: now + self.claim_ttl,
                         },
                     );
                     Claim::Claimed
@@ -184,7 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn claim_confirm_release() {
-        let d = MemoryDedup::new(Duration::from_secs(60), 10);
+        let d = MemoryDedup::new(Duration::from_secs(60), Duration::from_secs(5), 10);
         let ids = vec!["a".to_string(), "b".to_string()];
         assert_eq!(
             d.claim(&ids).await.unwrap(),
@@ -204,7 +206,7 @@ mod tests {
 
     #[tokio::test]
     async fn stays_within_capacity() {
-        let d = MemoryDedup::new(Duration::from_secs(60), 5);
+        let d = MemoryDedup::new(Duration::from_secs(60), Duration::from_secs(5), 5);
         for i in 0..50 {
             d.claim(&[i.to_string()]).await.unwrap();
         }

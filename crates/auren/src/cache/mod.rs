@@ -27,8 +27,10 @@ pub enum Claim {
 #[error("cache unavailable: {0}")]
 pub struct CacheError(pub String);
 
-/// How long an in-flight claim lives if its owner dies before confirming or releasing it.
-pub const CLAIM_TTL_SECONDS: u64 = 30;
+/// How long an in-flight claim outlives the append it guards, should its owner die before
+/// confirming or releasing it: long enough to cover a slow delivery, short enough that the
+/// vendor's retry after a crash is not refused for long.
+pub const CLAIM_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[async_trait]
 pub trait Dedup: Send + Sync + 'static {

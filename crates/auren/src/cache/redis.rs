@@ -1,13 +1,14 @@
-//! Redis dedup: `SET auren:dedup:<event id> p NX EX 30 GET` claims atomically and tells, in the
+//! Redis dedup: `SET auren:dedup:<event id> p NX PX <claim ttl> GET` claims atomically and tells, in the
 //! same round trip, whether the id was already done or in flight. Event ids are hashes, not PHI.
 
-use super::{CacheError, Claim, Dedup, CLAIM_TTL_SECONDS};
+use super::{CacheError, Claim, Dedup};
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 
 pub struct RedisDedup {
     conn: ConnectionManager,
     ttl_seconds: u64,
+    claim_ttl_ms: u64,
 }
 
 fn key(id: &str) -> String {
@@ -19,14 +20,22 @@ fn err(e: redis::RedisError) -> CacheError {
 }
 
 impl RedisDedup {
-    pub async fn connect(url: &str, ttl_seconds: u64) -> anyhow::Result<Self> {
+    pub async fn connect(
+        url: &str,
+        ttl_seconds: u64,
+        claim_ttl: std::time::Duration,
+    ) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(std::time::Duration::from_secs(2))
             .set_response_timeout(std::time::Duration::from_secs(2))
             .set_number_of_retries(1);
         let conn = ConnectionManager::new_with_config(client, cfg).await?;
-        Ok(Self { conn, ttl_seconds })
+        Ok(Self {
+            conn,
+            ttl_seconds,
+            claim_ttl_ms: claim_ttl.as_millis().max(1) as u64,
+        })
     }
 }
 
@@ -39,8 +48,8 @@ impl Dedup for RedisDedup {
                 .arg(key(id))
                 .arg("p")
                 .arg("NX")
-                .arg("EX")
-                .arg(CLAIM_TTL_SECONDS)
+                .arg("PX")
+                .arg(self.claim_ttl_ms)
                 .arg("GET");
         }
         let prev: Vec<Option<String>> = pipe
