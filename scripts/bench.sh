@@ -2,7 +2,9 @@
 # Load benchmark of durable webhook ingest: wrk drives uniquely signed WHOOP deliveries at a
 # release build of `auren serve`, first as fast as it can (throughput), then paced at a fixed
 # offered rate (latency). Both the embedded log and Kafka (a Tansu broker) are measured.
-# Usage: scripts/bench.sh [embedded|kafka|all]   (results in bench-out/)
+# Cases: embedded (auren serve: ingest and bridge in one process), kafka (ingest alone, as when
+# bridges run elsewhere: AUREN_NO_BRIDGE=1), kafka-bridge (ingest and bridge in one process).
+# Usage: scripts/bench.sh [embedded|kafka|kafka-bridge|all]   (results in bench-out/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -23,7 +25,11 @@ run_service() { # log-kind
     OURA_CLIENT_SECRET=x OURA_VERIFICATION_TOKEN=x WHOOP_CLIENT_SECRET=$SECRET
     AUREN_PSEUDONYM_KEY=bench-pseudonym-key-0123456789 MAX_CONCURRENT_EVENTS=256 RUST_LOG=warn)
   if [ "$1" = kafka ]; then
-    ensure_tansu "${TANSU_PROFILE:-release}" 19092
+    env+=(AUREN_NO_BRIDGE=1)
+  fi
+  if [ "$1" = kafka ] || [ "$1" = kafka-bridge ]; then
+    start_tansu "$(ensure_tansu_built "${TANSU_PROFILE:-release}")" 19092
+    BENCH_TANSU_PID=$TANSU_PID
     env+=(KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092)
     env "${env[@]}" target/release/auren topics create --partitions 3 >/dev/null
   fi
@@ -51,12 +57,15 @@ bench_one() { # log-kind
   curl -s http://127.0.0.1:18081/metrics | grep -E '^auren_webhook_events_total' >"$out/$kind-metrics.txt" || true
   kill "$SERVICE_PID"; wait "$SERVICE_PID" || true
   rm -rf "$SERVICE_DIR"
+  if [ -n "${BENCH_TANSU_PID:-}" ]; then kill -9 "$BENCH_TANSU_PID"; BENCH_TANSU_PID=; fi
 }
 
 case $which_log in
-  embedded) bench_one embedded ;;
-  kafka) bench_one kafka ;;
-  all) bench_one embedded; bench_one kafka ;;
+  embedded | kafka | kafka-bridge) bench_one "$which_log" ;;
+  all) bench_one embedded; bench_one kafka; bench_one kafka-bridge ;;
+  *) echo "usage: $0 [embedded|kafka|kafka-bridge|all]" >&2; exit 2 ;;
 esac
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(uname -sr)"
-grep -h RESULT "$out"/*-throughput.txt "$out"/*-paced.txt
+for f in "$out"/*-throughput.txt "$out"/*-paced.txt; do
+  [ -f "$f" ] && printf '%s\t%s\n' "$(basename "$f" .txt)" "$(grep RESULT "$f")"
+done

@@ -86,6 +86,10 @@ impl DailySeries {
     }
 
     fn push_completed(&mut self, v: f32, long_window: usize) {
+        if self.days.capacity() < long_window {
+            // Exactly the window: a doubling Vec would hold 64 slots for a 60-day window.
+            self.days.reserve_exact(long_window - self.days.len());
+        }
         if self.days.len() >= long_window {
             let excess = self.days.len() + 1 - long_window;
             self.days.drain(..excess);

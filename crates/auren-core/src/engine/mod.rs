@@ -84,11 +84,18 @@ pub struct Reason {
     pub threshold: f64,
 }
 
-/// A reading kept compactly: value and event time (unix seconds).
+/// A reading kept compactly: value and event time (unix seconds; u32 lasts until 2106), so a
+/// user's latest values cost 8 bytes each rather than 24.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub v: f32,
-    pub at: i64,
+    pub at: u32,
+}
+
+impl Sample {
+    fn at(&self) -> i64 {
+        i64::from(self.at)
+    }
 }
 
 /// The latest accepted reading of each metric the engine judges.
@@ -176,7 +183,8 @@ pub struct UserState {
     pub anomalies: u32,
     pub events: u64,
     /// Short hashes of recent event ids, to ignore a redelivery that got past ingest dedup.
-    recent: Vec<u64>,
+    recent: [u32; RECENT_IDS],
+    recent_next: u8,
     pub saved: Saved,
 }
 
@@ -191,7 +199,7 @@ pub struct Outcome {
     pub significant: bool,
 }
 
-const RECENT_IDS: usize = 16;
+const RECENT_IDS: usize = 8;
 
 struct Evidence {
     reflex: Vec<Reason>,
@@ -207,7 +215,7 @@ struct Evidence {
 }
 
 fn fresh(s: Option<Sample>, now: i64, window: i64) -> Option<Sample> {
-    s.filter(|s| s.at <= now && now - s.at <= window)
+    s.filter(|s| s.at() <= now && now - s.at() <= window)
 }
 
 fn reason(rule: &str, metric: Metric, value: f64, baseline: Option<f64>, threshold: f64) -> Reason {
@@ -224,8 +232,9 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn id_hash(id: &EventId) -> u64 {
-    u64::from_str_radix(id.as_str().get(..16).unwrap_or("0"), 16).unwrap_or(0)
+/// Never 0, so the empty ring matches nothing.
+fn id_hash(id: &EventId) -> u32 {
+    u32::from_str_radix(id.as_str().get(..8).unwrap_or("1"), 16).unwrap_or(1).max(1)
 }
 
 impl UserState {
@@ -325,7 +334,6 @@ impl UserState {
             + self.hrv_sdnn.heap_bytes()
             + self.resting_heart_rate.heap_bytes()
             + self.body_temperature.heap_bytes()
-            + self.recent.capacity() * 8
     }
 
     fn at_rest(&self, cfg: &EngineConfig, now: i64) -> bool {
@@ -343,7 +351,7 @@ impl UserState {
         match metric {
             Metric::HeartRate => {
                 let prev = self.latest.heart_rate?;
-                let dt = at - prev.at;
+                let dt = at - prev.at();
                 if dt <= 0 || dt > a.hr_jump_window_seconds as i64 {
                     return None;
                 }
@@ -377,10 +385,10 @@ impl UserState {
         let day = day_of(at);
         let sample = Sample {
             v: value as f32,
-            at,
+            at: at.clamp(0, i64::from(u32::MAX)) as u32,
         };
         let newer = |slot: &mut Option<Sample>| {
-            if slot.is_none_or(|s| s.at <= at) {
+            if slot.is_none_or(|s| s.at() <= at) {
                 *slot = Some(sample);
             }
         };
@@ -721,10 +729,8 @@ impl UserState {
             out.duplicate = true;
             return out;
         }
-        if self.recent.len() >= RECENT_IDS {
-            self.recent.remove(0);
-        }
-        self.recent.push(h);
+        self.recent[usize::from(self.recent_next) % RECENT_IDS] = h;
+        self.recent_next = ((usize::from(self.recent_next) + 1) % RECENT_IDS) as u8;
 
         let at = event.occurred_at.timestamp();
         let now = self.clock.map_or(at, |c| c.max(at));

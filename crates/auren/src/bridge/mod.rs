@@ -58,16 +58,32 @@ pub struct BridgeArgs {
     pub dlq_topic: String,
 }
 
-struct Tracked {
-    state: UserState,
-    user_id: String,
-    thread_id: String,
-    checkpoint_id: Option<String>,
+/// What the bridge keeps in memory per user, kept small: the thread id is derived from the
+/// pseudonym (the map key) when needed, and the checkpoint id is a UUID, not its text.
+pub struct Tracked {
+    pub state: UserState,
+    pub user_id: String,
+    checkpoint_id: Option<uuid::Uuid>,
     version: i64,
     last_position: Option<(i32, i64)>,
     /// Position of the first event applied since the last checkpoint.
     dirty_since: Option<(i32, i64)>,
     last_used: u64,
+}
+
+impl Tracked {
+    /// A user the bridge has not seen before.
+    pub fn fresh(user_id: &str) -> Self {
+        Self {
+            state: UserState::default(),
+            user_id: user_id.to_string(),
+            checkpoint_id: None,
+            version: 0,
+            last_position: None,
+            dirty_since: None,
+            last_used: 0,
+        }
+    }
 }
 
 /// Schema of messages on `cognitive-mode-switches`.
@@ -218,24 +234,14 @@ impl Bridge {
                     Tracked {
                         state,
                         user_id: u.user_id,
-                        thread_id: u.thread_id,
-                        checkpoint_id: Some(u.checkpoint_id),
+                        checkpoint_id: u.checkpoint_id.parse().ok(),
                         version: u.version,
                         last_position: u.last_position,
                         dirty_since: None,
                         last_used: 0,
                     }
                 }
-                None => Tracked {
-                    state: UserState::default(),
-                    user_id: user_id.to_string(),
-                    thread_id: thread_id(pseudonym),
-                    checkpoint_id: None,
-                    version: 0,
-                    last_position: None,
-                    dirty_since: None,
-                    last_used: 0,
-                },
+                None => Tracked::fresh(user_id),
             };
             self.users.insert(pseudonym.to_string(), t);
         }
@@ -442,11 +448,11 @@ impl Bridge {
             if t.dirty_since.is_none() {
                 continue;
             }
-            let id = uuid::Uuid::now_v7().to_string();
+            let id = uuid::Uuid::now_v7();
             batch.checkpoints.push(CheckpointRow {
-                checkpoint_id: id.clone(),
-                parent_id: t.checkpoint_id.clone(),
-                thread_id: t.thread_id.clone(),
+                checkpoint_id: id.to_string(),
+                parent_id: t.checkpoint_id.map(|p| p.to_string()),
+                thread_id: thread_id(pseudonym),
                 pseudonym: pseudonym.clone(),
                 user_id: t.user_id.clone(),
                 mode: t.state.mode.as_str().to_string(),
@@ -460,7 +466,7 @@ impl Bridge {
             let t = &self.users[pseudonym];
             batch.switches.push(SwitchRow {
                 switch_id: s.switch_id.clone(),
-                thread_id: t.thread_id.clone(),
+                thread_id: thread_id(pseudonym),
                 from_mode: s.from.as_str().into(),
                 to_mode: s.to.as_str().into(),
                 confidence: s.confidence,
@@ -557,7 +563,7 @@ impl Bridge {
             .filter_map(|(pseudonym, points)| {
                 let t = self.users.get(&pseudonym)?;
                 Some(CachedUser {
-                    state: view::state_view(&cfg, &pseudonym, &t.thread_id, &t.state),
+                    state: view::state_view(&cfg, &pseudonym, &thread_id(&pseudonym), &t.state),
                     pseudonym,
                     points,
                 })

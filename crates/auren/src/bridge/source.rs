@@ -169,6 +169,9 @@ impl KafkaSource {
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
+            // A long-polling fetch makes Tansu (whose storage serves one request at a time) hold
+            // produce requests behind it; short waits keep ingest latency flat.
+            .set("fetch.wait.max.ms", "10")
             .set("session.timeout.ms", session_timeout_ms.to_string())
             .set(
                 "heartbeat.interval.ms",
