@@ -4,7 +4,9 @@
 //! Run: `cargo bench -p auren-core --bench engine`.
 
 use auren_core::engine::{config::EngineConfig, UserState};
-use auren_core::model::{BiometricEvent, EventId, Metric, Payload, Reading, Subject, Vendor, EVENT_SCHEMA_VERSION};
+use auren_core::model::{
+    BiometricEvent, EventId, Metric, Payload, Reading, Subject, Vendor, EVENT_SCHEMA_VERSION,
+};
 use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::collections::HashMap;
@@ -14,12 +16,21 @@ fn ev(user: usize, metric: Metric, value: f64, at: i64) -> BiometricEvent {
     BiometricEvent {
         schema: EVENT_SCHEMA_VERSION,
         id: EventId::derive(&[&pseudonym, metric.as_str(), &at.to_string()]),
-        subject: Subject { id: format!("user-{user}"), pseudonym },
+        subject: Subject {
+            id: format!("user-{user}"),
+            pseudonym,
+        },
         vendor: Vendor::Healthkit,
         device: None,
         occurred_at: DateTime::<Utc>::from_timestamp(at, 0).unwrap(),
         received_at: DateTime::<Utc>::from_timestamp(at, 0).unwrap(),
-        payload: Payload::Reading(Reading { metric, value, unit: metric.unit(), confidence: 0.95, detail: None }),
+        payload: Payload::Reading(Reading {
+            metric,
+            value,
+            unit: metric.unit(),
+            confidence: 0.95,
+            detail: None,
+        }),
     }
 }
 
@@ -33,13 +44,27 @@ fn workload(users: usize, days: i64) -> Vec<BiometricEvent> {
             let wobble = ((u as i64 * 7 + d * 13) % 11) as f64 / 10.0 - 0.5;
             out.push(ev(u, Metric::HrvSdnn, 45.0 + 4.0 * wobble, night));
             out.push(ev(u, Metric::RestingHeartRate, 56.0 + wobble, night + 1));
-            out.push(ev(u, Metric::BodyTemperature, 36.6 + 0.1 * wobble, night + 2));
+            out.push(ev(
+                u,
+                Metric::BodyTemperature,
+                36.6 + 0.1 * wobble,
+                night + 2,
+            ));
         }
         for k in 0..84 {
             for u in 0..users {
                 let at = t0 + d * 86_400 + 8 * 3600 + k * 600 + u as i64;
                 let stress = d == days - 1 && (40..46).contains(&k);
-                out.push(ev(u, Metric::HeartRate, if stress { 112.0 } else { 66.0 + 3.0 * ((k % 5) as f64 - 2.0) }, at));
+                out.push(ev(
+                    u,
+                    Metric::HeartRate,
+                    if stress {
+                        112.0
+                    } else {
+                        66.0 + 3.0 * ((k % 5) as f64 - 2.0)
+                    },
+                    at,
+                ));
             }
         }
     }
@@ -59,7 +84,8 @@ fn bench(c: &mut Criterion) {
                 let mut switches = 0usize;
                 for e in &events {
                     let s = users.entry(e.subject.pseudonym.clone()).or_default();
-                    switches += usize::from(s.apply(&cfg, &e.subject.pseudonym, e).switch.is_some());
+                    switches +=
+                        usize::from(s.apply(&cfg, &e.subject.pseudonym, e).switch.is_some());
                 }
                 assert!(switches >= 100, "every user enters REFLEX on the last day");
                 switches

@@ -48,21 +48,31 @@ fn args() -> Args {
             other => panic!("unknown argument {other}"),
         }
     }
-    assert!(a.data_dir.is_some() != a.kafka.is_some(), "give --data-dir or --kafka");
+    assert!(
+        a.data_dir.is_some() != a.kafka.is_some(),
+        "give --data-dir or --kafka"
+    );
     a
 }
 
 type Seen = Arc<Mutex<HashMap<String, Instant>>>;
 
 /// Watches the switches topic from its current end and notes when each user's switch appears.
-fn watch(a: &Args, seen: Seen, stop: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
+fn watch(
+    a: &Args,
+    seen: Seen,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     let (dir, kafka, topic) = (a.data_dir.clone(), a.kafka.clone(), a.topic.clone());
     std::thread::spawn(move || {
         let note = |v: &[u8]| {
             let m: serde_json::Value = serde_json::from_slice(v).unwrap();
             if m["to_mode"] == "REFLEX" {
                 let user = m["user_id"].as_str().unwrap().to_string();
-                seen.lock().unwrap().entry(user).or_insert_with(Instant::now);
+                seen.lock()
+                    .unwrap()
+                    .entry(user)
+                    .or_insert_with(Instant::now);
             }
         };
         use std::sync::atomic::Ordering;
@@ -90,10 +100,13 @@ fn watch(a: &Args, seen: Seen, stop: Arc<std::sync::atomic::AtomicBool>) -> std:
                 .set("fetch.wait.max.ms", "5")
                 .create()
                 .unwrap();
-            let md = c.fetch_metadata(Some(&topic), Duration::from_secs(5)).unwrap();
+            let md = c
+                .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                .unwrap();
             let mut tpl = rdkafka::TopicPartitionList::new();
             for p in md.topics()[0].partitions() {
-                tpl.add_partition_offset(&topic, p.id(), rdkafka::Offset::End).unwrap();
+                tpl.add_partition_offset(&topic, p.id(), rdkafka::Offset::End)
+                    .unwrap();
             }
             c.assign(&tpl).unwrap();
             while !stop.load(Ordering::Relaxed) {
@@ -123,7 +136,10 @@ async fn main() {
             .json()
             .await
             .unwrap();
-        keys.push((user, r["key"].as_str().expect("admin token accepted").to_string()));
+        keys.push((
+            user,
+            r["key"].as_str().expect("admin token accepted").to_string(),
+        ));
     }
     let seen: Seen = Arc::new(Mutex::new(HashMap::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -135,7 +151,8 @@ async fn main() {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..a.concurrency {
-        let (client, queue, sent, url) = (client.clone(), queue.clone(), sent.clone(), a.url.clone());
+        let (client, queue, sent, url) =
+            (client.clone(), queue.clone(), sent.clone(), a.url.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let Some((user, key)) = queue.lock().unwrap().pop() else { return };
@@ -163,7 +180,10 @@ async fn main() {
     let (sent, seen) = (sent.lock().unwrap(), seen.lock().unwrap());
     let mut lat: Vec<f64> = sent
         .iter()
-        .filter_map(|(u, t0)| seen.get(u).map(|t1| t1.saturating_duration_since(*t0).as_secs_f64() * 1000.0))
+        .filter_map(|(u, t0)| {
+            seen.get(u)
+                .map(|t1| t1.saturating_duration_since(*t0).as_secs_f64() * 1000.0)
+        })
         .collect();
     lat.sort_by(|x, y| x.partial_cmp(y).unwrap());
     let pct = |q: f64| lat[((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1];

@@ -6,7 +6,9 @@
 
 use auren::bridge::Tracked;
 use auren_core::engine::config::EngineConfig;
-use auren_core::model::{BiometricEvent, EventId, Metric, Payload, Reading, Subject, Vendor, EVENT_SCHEMA_VERSION};
+use auren_core::model::{
+    BiometricEvent, EventId, Metric, Payload, Reading, Subject, Vendor, EVENT_SCHEMA_VERSION,
+};
 use auren_core::pseudonym::Pseudonymizer;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -18,7 +20,10 @@ fn rss_bytes() -> u64 {
 }
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
     let cfg = EngineConfig::default();
     let p = Pseudonymizer::new(b"memory-benchmark-key").unwrap();
     let t0 = 1_735_689_600i64;
@@ -27,7 +32,9 @@ fn main() {
     for u in 0..n {
         let user_id = format!("user-{u:08}");
         let pseudonym = p.pseudonym(&user_id);
-        let t = users.entry(pseudonym.clone()).or_insert_with(|| Tracked::fresh(&user_id));
+        let t = users
+            .entry(pseudonym.clone())
+            .or_insert_with(|| Tracked::fresh(&user_id));
         for d in 0..90i64 {
             let at = t0 + d * 86_400 + 6 * 3600;
             for (m, v) in [
@@ -40,12 +47,21 @@ fn main() {
                 let e = BiometricEvent {
                     schema: EVENT_SCHEMA_VERSION,
                     id: EventId::derive(&[&pseudonym, m.as_str(), &d.to_string()]),
-                    subject: Subject { id: user_id.clone(), pseudonym: pseudonym.clone() },
+                    subject: Subject {
+                        id: user_id.clone(),
+                        pseudonym: pseudonym.clone(),
+                    },
                     vendor: Vendor::Healthkit,
                     device: None,
                     occurred_at: DateTime::<Utc>::from_timestamp(at, 0).unwrap(),
                     received_at: DateTime::<Utc>::from_timestamp(at, 0).unwrap(),
-                    payload: Payload::Reading(Reading { metric: m, value: v + (d % 5) as f64, unit: m.unit(), confidence: 0.9, detail: None }),
+                    payload: Payload::Reading(Reading {
+                        metric: m,
+                        value: v + (d % 5) as f64,
+                        unit: m.unit(),
+                        confidence: 0.9,
+                        detail: None,
+                    }),
                 };
                 t.state.apply(&cfg, &pseudonym, &e);
             }

@@ -47,15 +47,7 @@ async fn acknowledged_webhooks_are_read_back_by_a_consumer() {
         .map(|e| e["payload"]["value"].as_f64().unwrap())
         .collect();
     assert_eq!(hr, vec![71.0, 72.0]);
-    let r: serde_json::Value = app
-        .client
-        .get(app.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, r) = app.get_json("/ready", "").await;
     assert_eq!(r["checks"]["log"]["backend"], "kafka");
     assert_eq!(r["checks"]["store"]["backend"], "postgres");
     assert_eq!(r["checks"]["cache"]["backend"], "redis");

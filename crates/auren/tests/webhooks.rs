@@ -268,15 +268,7 @@ async fn health_ready_and_metrics() {
     let app = TestApp::spawn(Options::default()).await;
     let r = app.client.get(app.url("/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let r: serde_json::Value = app
-        .client
-        .get(app.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, r) = app.get_json("/ready", "").await;
     assert_eq!(r["status"], "ready");
     assert_eq!(r["checks"]["log"]["backend"], "embedded");
     app.stop().await;

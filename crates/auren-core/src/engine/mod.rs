@@ -234,7 +234,9 @@ fn round3(x: f64) -> f64 {
 
 /// Never 0, so the empty ring matches nothing.
 fn id_hash(id: &EventId) -> u32 {
-    u32::from_str_radix(id.as_str().get(..8).unwrap_or("1"), 16).unwrap_or(1).max(1)
+    u32::from_str_radix(id.as_str().get(..8).unwrap_or("1"), 16)
+        .unwrap_or(1)
+        .max(1)
 }
 
 impl UserState {

@@ -19,20 +19,25 @@ fn err(e: redis::RedisError) -> CacheError {
     CacheError(e.to_string())
 }
 
+/// A reconnecting connection with short timeouts: a slow or absent Redis must degrade quickly,
+/// never stall a webhook or the bridge.
+async fn manager(url: &str) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let cfg = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(std::time::Duration::from_secs(2))
+        .set_response_timeout(std::time::Duration::from_secs(2))
+        .set_number_of_retries(1);
+    Ok(ConnectionManager::new_with_config(client, cfg).await?)
+}
+
 impl RedisDedup {
     pub async fn connect(
         url: &str,
         ttl_seconds: u64,
         claim_ttl: std::time::Duration,
     ) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
-        let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(std::time::Duration::from_secs(2))
-            .set_response_timeout(std::time::Duration::from_secs(2))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(client, cfg).await?;
         Ok(Self {
-            conn,
+            conn: manager(url).await?,
             ttl_seconds,
             claim_ttl_ms: claim_ttl.as_millis().max(1) as u64,
         })
@@ -116,13 +121,8 @@ pub struct RedisStateCache {
 
 impl RedisStateCache {
     pub async fn connect(url: &str, ttl_seconds: u64, max_points: usize) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
-        let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(std::time::Duration::from_secs(2))
-            .set_response_timeout(std::time::Duration::from_secs(2))
-            .set_number_of_retries(1);
         Ok(Self {
-            conn: ConnectionManager::new_with_config(client, cfg).await?,
+            conn: manager(url).await?,
             ttl_seconds,
             max_points,
         })
