@@ -289,24 +289,46 @@ async fn unreadable_events_go_to_the_dlq_without_blocking_and_replay_once() {
     assert_eq!(dlq[0]["original"], "{not an event");
     assert_eq!(dlq[0]["source"]["topic"], app.topic.as_str());
 
-    // Replay sends it back through the bridge once; it fails again and is dead-lettered again.
+    // Replay sends it back through the bridge; it fails again and is dead-lettered again, as a new
+    // entry. Each replay takes only entries no replay took before.
+    let dlq_len = |n: usize| {
+        let (b, t) = (b.clone(), dlq_topic.clone());
+        eventually(30, "dead letters", move || {
+            let (b, t) = (b.clone(), t.clone());
+            async move {
+                let d = tokio::task::spawn_blocking(move || read_topic(&b, &t))
+                    .await
+                    .unwrap();
+                (d.len() >= n).then_some(d)
+            }
+        })
+    };
     assert_eq!(auren::dlq::replay(&b, &dlq_topic, None).await.unwrap(), 1);
+    dlq_len(2).await;
     assert_eq!(
         auren::dlq::replay(&b, &dlq_topic, None).await.unwrap(),
-        0,
-        "each entry is replayed once"
+        1,
+        "only the new entry"
     );
-    let again = eventually(30, "the replayed entry back in the DLQ", || {
+    let again = dlq_len(3).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let settled = {
         let (b, t) = (b.clone(), dlq_topic.clone());
-        async move {
-            let d = tokio::task::spawn_blocking(move || read_topic(&b, &t))
-                .await
-                .unwrap();
-            (d.len() == 2).then_some(d)
-        }
-    })
-    .await;
-    assert_eq!(again[1]["original"], "{not an event");
+        tokio::task::spawn_blocking(move || read_topic(&b, &t))
+            .await
+            .unwrap()
+    };
+    assert_eq!(settled.len(), 3, "no entry was replayed twice");
+    let sources: std::collections::HashSet<_> = again
+        .iter()
+        .map(|d| d["source"]["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        sources.len(),
+        3,
+        "each dead letter comes from a different record"
+    );
+    assert!(again.iter().all(|d| d["original"] == "{not an event"));
     let m = app.metrics().await;
     assert!(
         m.contains(r#"auren_kafka_messages_processed_total{outcome="dlq"}"#),
