@@ -195,6 +195,35 @@ async fn kafka_postgres_redis_webhooks_to_switch_state_and_cache() {
         }
     })
     .await;
+    // Six significant changes in separate batches: six checkpoints written, three kept.
+    for (i, hr) in [60.0, 80.0, 60.0, 80.0, 60.0, 80.0].into_iter().enumerate() {
+        let at =
+            (t("2025-03-03T08:00:00Z") + chrono::Duration::minutes(i as i64 * 30)).to_rfc3339();
+        assert_eq!(
+            app.push(&key, &user, &[("heartRate", hr, at)])
+                .await
+                .status(),
+            200
+        );
+        let path = format!("/users/{user}/state");
+        eventually(30, "the reading applied", || async {
+            let (_, s) = app.get_json(&path, ADMIN).await;
+            (s["latest"]["heart_rate"] == hr && s["events"].as_u64() >= Some(154 + i as u64))
+                .then_some(())
+        })
+        .await;
+    }
+    let (kept,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM checkpoints c JOIN threads t USING (thread_id) WHERE t.user_pseudonym = $1",
+    )
+    .bind(&pseudonym)
+    .fetch_one(&mut pg)
+    .await
+    .unwrap();
+    assert_eq!(
+        kept, 3,
+        "older checkpoints pruned to AUREN_CHECKPOINTS_KEPT"
+    );
     let len: i64 = redis::cmd("ZCARD")
         .arg(&series_key)
         .query_async(&mut con)

@@ -49,6 +49,9 @@ pub struct BridgeArgs {
     /// Readings kept per user in the cached time series.
     #[arg(long, env = "MAX_TIMESERIES_ENTRIES", default_value_t = 10_000)]
     pub max_timeseries_entries: usize,
+    /// Checkpoints kept per user; older ones are deleted as new ones are written (0 keeps all).
+    #[arg(long, env = "AUREN_CHECKPOINTS_KEPT", default_value_t = 20)]
+    pub checkpoints_kept: u32,
     /// Kafka consumer session timeout.
     #[arg(long, env = "AUREN_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 6000)]
     pub session_timeout_ms: u32,
@@ -435,6 +438,7 @@ impl Bridge {
                 .map_err(|e| anyhow::anyhow!("writing to the dead-letter topic: {e}"))?;
         }
         let mut batch = CommitBatch {
+            keep_checkpoints: i64::from(self.args.checkpoints_kept),
             group: self.args.group.clone(),
             topic: self.events_topic.clone(),
             ..Default::default()

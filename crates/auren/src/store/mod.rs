@@ -99,6 +99,8 @@ pub struct SwitchRow {
 /// Everything one bridge batch makes durable, in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct CommitBatch {
+    /// Checkpoints kept per thread; older ones of the threads written here are deleted.
+    pub keep_checkpoints: i64,
     pub group: String,
     pub topic: String,
     pub offsets: Vec<(i32, i64)>,

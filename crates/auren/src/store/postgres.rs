@@ -124,6 +124,18 @@ impl StateStore for PgStore {
                 .bind(&c.checkpoint_id)
                 .execute(&mut *tx)
                 .await?;
+            if b.keep_checkpoints > 0 {
+                // UUIDv7 ids sort by time, so the newest `keep` are the largest ids.
+                sqlx::query(
+                    "DELETE FROM checkpoints WHERE thread_id = $1 AND checkpoint_id <
+                       (SELECT checkpoint_id FROM checkpoints WHERE thread_id = $1
+                        ORDER BY checkpoint_id DESC OFFSET $2 - 1 LIMIT 1)",
+                )
+                .bind(&c.thread_id)
+                .bind(b.keep_checkpoints)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         for s in &b.switches {
             sqlx::query(

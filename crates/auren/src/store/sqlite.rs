@@ -204,6 +204,14 @@ impl StateStore for SqliteStore {
                         "UPDATE threads SET latest_checkpoint_id = ?2 WHERE thread_id = ?1",
                         params![k.thread_id, k.checkpoint_id],
                     )?;
+                    if b.keep_checkpoints > 0 {
+                        c.execute(
+                            "DELETE FROM checkpoints WHERE thread_id = ?1 AND checkpoint_id <
+                               (SELECT checkpoint_id FROM checkpoints WHERE thread_id = ?1
+                                ORDER BY checkpoint_id DESC LIMIT 1 OFFSET ?2 - 1)",
+                            params![k.thread_id, b.keep_checkpoints],
+                        )?;
+                    }
                 }
                 for s in &b.switches {
                     c.execute(

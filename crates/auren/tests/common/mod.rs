@@ -119,6 +119,7 @@ pub async fn service_args(o: &Options, data_dir: &Path) -> ServiceArgs {
             max_users_in_memory: 10_000,
             redis_ttl_seconds: 3600,
             max_timeseries_entries: 100,
+            checkpoints_kept: 3,
             session_timeout_ms: 6000,
             switches_topic: switches,
             dlq_topic: dlq,
