@@ -103,11 +103,17 @@ async fn embedded_default_webhooks_to_switch_state_and_history() {
     assert_eq!(published, 1);
     let m = app.metrics().await;
     assert!(
-        m.contains(r#"auren_mode_switches_total{from_mode="PATTERN",to_mode="REFLEX"} 1"#),
+        metric_value(
+            &m,
+            r#"auren_mode_switches_total{from_mode="PATTERN",to_mode="REFLEX"}"#
+        ) >= 1.0,
         "{m}"
     );
     assert!(
-        m.contains(r#"auren_kafka_messages_processed_total{outcome="applied"} 3"#),
+        metric_value(
+            &m,
+            r#"auren_kafka_messages_processed_total{outcome="applied"}"#
+        ) >= 3.0,
         "{m}"
     );
     assert!(m.contains("auren_checkpoint_save_seconds_count"));
@@ -452,10 +458,9 @@ async fn thresholds_reload_applies_valid_files_and_keeps_the_old_on_invalid_ones
     })
     .await;
     let m = app.metrics().await;
-    assert!(
-        m.contains(r#"auren_config_reloads_total{outcome="rejected"} 2"#),
-        "{m}"
-    );
+    // The file watcher may also have seen (and rejected) the invalid files: at least our two.
+    let rejected = metric_value(&m, r#"auren_config_reloads_total{outcome="rejected"}"#);
+    assert!(rejected >= 2.0, "{m}");
     assert!(m.contains(r#"auren_config_reloads_total{outcome="applied"}"#));
     let _ = json!({});
     app.stop().await;

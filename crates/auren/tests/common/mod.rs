@@ -477,3 +477,12 @@ pub fn stress_episode(
         })
         .collect()
 }
+
+/// The value of one series (`name{labels}`) in Prometheus text, 0 when absent. Metrics are
+/// process-global, so tests that share a binary assert lower bounds on shared series.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
