@@ -465,3 +465,61 @@ async fn thresholds_reload_applies_valid_files_and_keeps_the_old_on_invalid_ones
     let _ = json!({});
     app.stop().await;
 }
+
+#[tokio::test]
+async fn switches_that_could_not_be_published_leave_the_outbox_without_a_restart() {
+    let app = TestApp::spawn(Options {
+        bridge: true,
+        kafka: true,
+        no_switches_topic: true,
+        ..Default::default()
+    })
+    .await;
+    let user = unique("user");
+    let key = app.issue_key(&user).await;
+    assert_eq!(
+        app.push(&key, &user, &stress_episode(t("2025-03-01T15:00:00Z"), 3))
+            .await
+            .status(),
+        200
+    );
+    // The switch is decided and committed (history answers) while its topic does not exist.
+    let path = format!("/users/{user}/modes");
+    eventually(30, "the switch in the history", || async {
+        let (_, m) = app.get_json(&path, ADMIN).await;
+        (m["modes"].as_array().map(Vec::len) == Some(1)).then_some(())
+    })
+    .await;
+    let db = rusqlite::Connection::open(app.data_dir.path().join("state.db")).unwrap();
+    let unpublished = || -> i64 {
+        db.query_row(
+            "SELECT COUNT(*) FROM mode_history WHERE published_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    // Publishing failed: the switch waits in the outbox.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(unpublished(), 1, "publishing to a missing topic must fail");
+    let topic = app.args.bridge.switches_topic.clone();
+    let b = app.args.backends.clone();
+    create_topic(b.kafka_bootstrap_servers.as_deref().unwrap(), &topic).await;
+    let msg = eventually(60, "the switch published from the outbox", || {
+        let (b, topic) = (b.clone(), topic.clone());
+        async move {
+            tokio::task::spawn_blocking(move || read_topic(&b, &topic))
+                .await
+                .unwrap()
+                .into_iter()
+                .next()
+        }
+    })
+    .await;
+    assert_eq!(msg["to_mode"], "REFLEX");
+    eventually(30, "the outbox marked published", || async {
+        (unpublished() == 0).then_some(())
+    })
+    .await;
+    app.stop().await;
+}

@@ -119,6 +119,8 @@ pub struct Bridge {
     /// Next offset per partition seen so far (the end of what was read).
     read_to: HashMap<i32, i64>,
     last_flush: Instant,
+    /// A publish failed: switches wait in the outbox; retried after every batch until it drains.
+    outbox_pending: bool,
     tick: u64,
     window: (u64, u64, Instant),
 }
@@ -142,6 +144,7 @@ impl Bridge {
             users: HashMap::new(),
             read_to: HashMap::new(),
             last_flush: Instant::now(),
+            outbox_pending: false,
             tick: 0,
             window: (0, 0, Instant::now()),
         }
@@ -174,9 +177,8 @@ impl Bridge {
             self.users.clear();
             self.read_to = offsets.iter().copied().collect();
             let mut source = make_source(&offsets)?;
-            if let Err(e) = self.drain_outbox().await {
-                tracing::warn!(error = %e, "could not publish pending switches yet");
-            }
+            self.outbox_pending = true;
+            self.retry_outbox().await;
             let mut last_lag = Instant::now() - Duration::from_secs(60);
             loop {
                 if *stop.borrow() {
@@ -383,7 +385,18 @@ impl Bridge {
         }
         self.cache_users(points).await;
         self.evict();
+        self.retry_outbox().await;
         Ok(())
+    }
+
+    async fn retry_outbox(&mut self) {
+        if !self.outbox_pending {
+            return;
+        }
+        match self.drain_outbox().await {
+            Ok(()) => self.outbox_pending = false,
+            Err(e) => tracing::warn!(error = %e, "could not publish pending switches yet"),
+        }
     }
 
     fn alert_error_rate(&mut self, seen: u64, failed: u64, threshold: f64) {
@@ -517,8 +530,9 @@ impl Bridge {
                 .map(|s| (s.switch_id, s.message))
                 .collect();
             if let Err(e) = self.publish(msgs).await {
-                // Committed in the outbox; published on the next drain.
+                // Committed in the outbox; published when the outbox drains.
                 tracing::warn!(error = %e, "publishing mode switches failed; they stay in the outbox");
+                self.outbox_pending = true;
             }
         }
         Ok(())

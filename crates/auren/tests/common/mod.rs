@@ -46,6 +46,8 @@ pub struct Options {
     pub bridge: bool,
     /// Thresholds file.
     pub biometric_config: Option<PathBuf>,
+    /// Leave the switches topic uncreated (Kafka), so publishing fails until a test creates it.
+    pub no_switches_topic: bool,
 }
 
 /// Creates a fresh database and returns its URL.
@@ -89,7 +91,9 @@ pub async fn service_args(o: &Options, data_dir: &Path) -> ServiceArgs {
     let bootstrap = o.bootstrap.clone().unwrap_or_else(kafka_bootstrap);
     if o.kafka {
         for t in [&topic, &switches, &dlq] {
-            create_topic(&bootstrap, t).await;
+            if !(o.no_switches_topic && t == &switches) {
+                create_topic(&bootstrap, t).await;
+            }
         }
     }
     ServiceArgs {
