@@ -182,7 +182,7 @@ impl Bridge {
             let mut last_lag = Instant::now() - Duration::from_secs(60);
             loop {
                 if *stop.borrow() {
-                    let _ = self.flush(&mut *source, true, Vec::new(), Vec::new()).await;
+                    let _ = self.flush_all(&mut *source).await;
                     return Ok(());
                 }
                 let batch = tokio::select! {
@@ -362,11 +362,7 @@ impl Bridge {
         let interval = Duration::from_secs(cfg.checkpoint.checkpoint_interval_seconds);
         let due = self.last_flush.elapsed() >= interval;
         let flush_users: Vec<String> = if due {
-            self.users
-                .iter()
-                .filter(|(_, t)| t.dirty_since.is_some())
-                .map(|(k, _)| k.clone())
-                .collect()
+            self.dirty_users()
         } else {
             urgent.into_iter().collect()
         };
@@ -416,21 +412,20 @@ impl Bridge {
         }
     }
 
-    async fn flush(
-        &mut self,
-        source: &mut dyn Source,
-        all: bool,
-        switches: Vec<(String, ModeSwitch)>,
-        dlq: Vec<Record>,
-    ) -> anyhow::Result<()> {
-        let users: Vec<String> = self
-            .users
+    fn dirty_users(&self) -> Vec<String> {
+        self.users
             .iter()
-            .filter(|(_, t)| all && t.dirty_since.is_some())
+            .filter(|(_, t)| t.dirty_since.is_some())
             .map(|(k, _)| k.clone())
-            .collect();
+            .collect()
+    }
+
+    /// Checkpoints every dirty user (at shutdown).
+    async fn flush_all(&mut self, source: &mut dyn Source) -> anyhow::Result<()> {
+        let users = self.dirty_users();
         let threshold = self.config.current().alerts.checkpoint_latency_threshold;
-        self.commit(source, users, switches, dlq, threshold).await
+        self.commit(source, users, Vec::new(), Vec::new(), threshold)
+            .await
     }
 
     /// Makes checkpoints of `flush_users`, the batch's switches and the safe offsets durable in

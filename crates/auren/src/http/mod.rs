@@ -10,6 +10,7 @@ use crate::log::EventLog;
 use crate::store::KeyStore;
 use auren_core::pseudonym::Pseudonymizer;
 use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
 use std::collections::HashMap;
@@ -71,6 +72,27 @@ impl Inner {
         }
         Ok(user)
     }
+}
+
+/// A header's value, when present and visible ASCII.
+pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The token of `Authorization: Bearer <token>`, or of `X-API-Key` (Health Auto Export lets
+/// users add custom headers, not always an Authorization one).
+pub(crate) fn bearer_token(h: &axum::http::HeaderMap) -> Option<&str> {
+    let header = |name| {
+        h.get(name)
+            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+    };
+    header("authorization")
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .or_else(|| header("x-api-key"))
+        .map(str::trim)
 }
 
 pub fn router(state: AppState) -> Router {

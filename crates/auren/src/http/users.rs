@@ -4,7 +4,7 @@
 //! the raw user id (the caller knows it); everything inside is looked up by its pseudonym.
 
 use super::problem::Problem;
-use super::AppState;
+use super::{bearer_token, AppState};
 use auren_core::signature::constant_time_eq;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,17 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
-
-fn bearer(h: &HeaderMap) -> Option<&str> {
-    h.get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .map(str::trim)
-}
 
 fn is_admin(state: &AppState, token: &str) -> bool {
     state
@@ -34,7 +23,7 @@ fn is_admin(state: &AppState, token: &str) -> bool {
 }
 
 async fn require_admin(state: &AppState, h: &HeaderMap) -> Result<(), Problem> {
-    match bearer(h) {
+    match bearer_token(h) {
         Some(t) if is_admin(state, t) => Ok(()),
         Some(_) => Err(Problem::new(
             StatusCode::FORBIDDEN,
@@ -54,7 +43,7 @@ async fn require_user_or_admin(
     h: &HeaderMap,
     user_id: &str,
 ) -> Result<(), Problem> {
-    let token = bearer(h).ok_or_else(|| {
+    let token = bearer_token(h).ok_or_else(|| {
         Problem::unauthorized(
             "missing_token",
             "send the admin token or the user's key as Authorization: Bearer <token>",

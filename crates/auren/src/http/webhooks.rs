@@ -5,7 +5,7 @@
 //! the log confirmed the write.
 
 use super::problem::Problem;
-use super::AppState;
+use super::{header, AppState};
 use crate::log::{Appended, LogError, Record};
 use auren_core::ingest;
 use auren_core::model::{BiometricEvent, Vendor};
@@ -67,10 +67,6 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Problem> {
             format!("request body is larger than the {limit} bytes accepted"),
         )
     })
-}
-
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
 }
 
 fn signature_problem(e: auren_core::signature::SignatureError) -> Problem {
@@ -226,13 +222,7 @@ pub async fn whoop(State(state): State<AppState>, headers: HeaderMap, body: Body
 
 /// The user bound to the request's key: `Authorization: Bearer <key>` or `X-API-Key`.
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, Problem> {
-    let key = header(headers, "authorization")
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .or_else(|| header(headers, "x-api-key"))
-        .map(str::trim)
+    let key = super::bearer_token(headers)
         .filter(|k| !k.is_empty())
         .ok_or_else(|| {
             Problem::unauthorized(
