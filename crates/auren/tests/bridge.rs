@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use serde_json::json;
 
 fn t(s: &str) -> chrono::DateTime<chrono::Utc> {
     s.parse().unwrap()
@@ -16,20 +15,17 @@ async fn stress_then_switch(app: &TestApp) -> (String, String, serde_json::Value
         .push(&key, &user, &stress_episode(t("2025-03-01T15:00:00Z"), 3))
         .await;
     assert_eq!(r.status(), 200);
-    let switches_topic = app.args.bridge.switches_topic.clone();
-    let b = app.args.backends.clone();
-    let msg = eventually(30, "a REFLEX switch event", || {
-        let (b, topic) = (b.clone(), switches_topic.clone());
-        async move {
-            tokio::task::spawn_blocking(move || read_topic(&b, &topic))
-                .await
-                .unwrap()
-                .into_iter()
-                .next()
-        }
-    })
-    .await;
+    let msg = app.first_switch(30, "a REFLEX switch event").await;
     (user, key, msg)
+}
+
+/// Waits until `topic` holds at least `n` records.
+async fn records_at_least(app: &TestApp, topic: &str, n: usize) -> Vec<serde_json::Value> {
+    eventually(30, "records", || async {
+        let d = app.records(topic).await;
+        (d.len() >= n).then_some(d)
+    })
+    .await
 }
 
 fn check_switch_message(msg: &serde_json::Value, user: &str) {
@@ -294,24 +290,11 @@ async fn unreadable_events_go_to_the_dlq_without_blocking_and_replay_once() {
         app.args.bridge.dlq_topic.clone(),
         app.args.bridge.switches_topic.clone(),
     );
-    eventually(30, "the switch after the bad record", || {
-        let (b, t) = (b.clone(), switches_topic.clone());
-        async move {
-            (tokio::task::spawn_blocking(move || read_topic(&b, &t))
-                .await
-                .unwrap()
-                .len()
-                == 1)
-                .then_some(())
-        }
+    eventually(30, "the switch after the bad record", || async {
+        (app.records(&switches_topic).await.len() == 1).then_some(())
     })
     .await;
-    let dlq = {
-        let (b, t) = (b.clone(), dlq_topic.clone());
-        tokio::task::spawn_blocking(move || read_topic(&b, &t))
-            .await
-            .unwrap()
-    };
+    let dlq = app.records(&dlq_topic).await;
     assert_eq!(dlq.len(), 1);
     assert!(
         dlq[0]["error"]
@@ -326,33 +309,16 @@ async fn unreadable_events_go_to_the_dlq_without_blocking_and_replay_once() {
 
     // Replay sends it back through the bridge; it fails again and is dead-lettered again, as a new
     // entry. Each replay takes only entries no replay took before.
-    let dlq_len = |n: usize| {
-        let (b, t) = (b.clone(), dlq_topic.clone());
-        eventually(30, "dead letters", move || {
-            let (b, t) = (b.clone(), t.clone());
-            async move {
-                let d = tokio::task::spawn_blocking(move || read_topic(&b, &t))
-                    .await
-                    .unwrap();
-                (d.len() >= n).then_some(d)
-            }
-        })
-    };
     assert_eq!(auren::dlq::replay(&b, &dlq_topic, None).await.unwrap(), 1);
-    dlq_len(2).await;
+    records_at_least(&app, &dlq_topic, 2).await;
     assert_eq!(
         auren::dlq::replay(&b, &dlq_topic, None).await.unwrap(),
         1,
         "only the new entry"
     );
-    let again = dlq_len(3).await;
+    let again = records_at_least(&app, &dlq_topic, 3).await;
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let settled = {
-        let (b, t) = (b.clone(), dlq_topic.clone());
-        tokio::task::spawn_blocking(move || read_topic(&b, &t))
-            .await
-            .unwrap()
-    };
+    let settled = app.records(&dlq_topic).await;
     assert_eq!(settled.len(), 3, "no entry was replayed twice");
     let sources: std::collections::HashSet<_> = again
         .iter()
@@ -462,7 +428,6 @@ async fn thresholds_reload_applies_valid_files_and_keeps_the_old_on_invalid_ones
     let rejected = metric_value(&m, r#"auren_config_reloads_total{outcome="rejected"}"#);
     assert!(rejected >= 2.0, "{m}");
     assert!(m.contains(r#"auren_config_reloads_total{outcome="applied"}"#));
-    let _ = json!({});
     app.stop().await;
 }
 
@@ -505,17 +470,9 @@ async fn switches_that_could_not_be_published_leave_the_outbox_without_a_restart
     let topic = app.args.bridge.switches_topic.clone();
     let b = app.args.backends.clone();
     create_topic(b.kafka_bootstrap_servers.as_deref().unwrap(), &topic).await;
-    let msg = eventually(60, "the switch published from the outbox", || {
-        let (b, topic) = (b.clone(), topic.clone());
-        async move {
-            tokio::task::spawn_blocking(move || read_topic(&b, &topic))
-                .await
-                .unwrap()
-                .into_iter()
-                .next()
-        }
-    })
-    .await;
+    let msg = app
+        .first_switch(60, "the switch published from the outbox")
+        .await;
     assert_eq!(msg["to_mode"], "REFLEX");
     eventually(30, "the outbox marked published", || async {
         (unpublished() == 0).then_some(())

@@ -190,15 +190,11 @@ async fn crash_and_recover(kafka: bool) {
 
     // The uninterrupted run: the log through the pure engine, per user in log order.
     let cfg = EngineConfig::from_yaml(CONFIG).unwrap();
-    let events: Vec<BiometricEvent> = {
-        let b = b.clone();
-        tokio::task::spawn_blocking(move || read_log(&b))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|v| serde_json::from_value(v).unwrap())
-            .collect()
-    };
+    let events: Vec<BiometricEvent> = records(&b, &b.events_topic)
+        .await
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
     let mut reference: HashMap<String, UserState> = HashMap::new();
     let mut expected_switches = HashSet::new();
     for e in &events {
@@ -230,15 +226,11 @@ async fn crash_and_recover(kafka: bool) {
         "the simulation switches modes ({})",
         expected_switches.len()
     );
-    let published: Vec<String> = {
-        let (b, t) = (b.clone(), args.bridge.switches_topic.clone());
-        tokio::task::spawn_blocking(move || read_topic(&b, &t))
-            .await
-            .unwrap()
-            .iter()
-            .map(|m| m["switch_id"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let published: Vec<String> = records(&b, &args.bridge.switches_topic)
+        .await
+        .iter()
+        .map(|m| m["switch_id"].as_str().unwrap().to_string())
+        .collect();
     let unique_published: HashSet<String> = published.iter().cloned().collect();
     assert_eq!(
         published.len(),

@@ -96,10 +96,8 @@ async fn kill_mid_stream(kafka: bool) {
         "load reached the service ({} acks)",
         acked.len()
     );
-    let b = args.backends.clone();
-    let logged: HashSet<String> = tokio::task::spawn_blocking(move || read_log(&b))
+    let logged: HashSet<String> = records(&args.backends, &args.backends.events_topic)
         .await
-        .unwrap()
         .into_iter()
         .map(|e| e["id"].as_str().unwrap().to_string())
         .collect();

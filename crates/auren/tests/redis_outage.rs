@@ -52,21 +52,9 @@ async fn redis_going_away_never_stops_ingest_or_the_bridge() {
         200,
         "ingest goes on without its dedup cache"
     );
-    let (b, topic) = (
-        app.args.backends.clone(),
-        app.args.bridge.switches_topic.clone(),
-    );
-    let switch = eventually(30, "the switch, published without Redis", || {
-        let (b, topic) = (b.clone(), topic.clone());
-        async move {
-            tokio::task::spawn_blocking(move || read_topic(&b, &topic))
-                .await
-                .unwrap()
-                .into_iter()
-                .next()
-        }
-    })
-    .await;
+    let switch = app
+        .first_switch(30, "the switch, published without Redis")
+        .await;
     assert_eq!(switch["to_mode"], "REFLEX");
     // State is still served, from the checkpoint instead of the cache.
     let (s, state) = app.get_json(&format!("/users/{user}/state"), ADMIN).await;

@@ -423,6 +423,14 @@ where
     }
 }
 
+/// `read_topic` off the async runtime: log readers block.
+pub async fn records(b: &BackendArgs, topic: &str) -> Vec<serde_json::Value> {
+    let (b, topic) = (b.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || read_topic(&b, &topic))
+        .await
+        .unwrap()
+}
+
 /// Every record of `topic`, parsed, from whichever log `b` names.
 pub fn read_topic(b: &BackendArgs, topic: &str) -> Vec<serde_json::Value> {
     let mut b = b.clone();
@@ -431,6 +439,20 @@ pub fn read_topic(b: &BackendArgs, topic: &str) -> Vec<serde_json::Value> {
 }
 
 impl TestApp {
+    /// Every record of one of this app's topics.
+    pub async fn records(&self, topic: &str) -> Vec<serde_json::Value> {
+        records(&self.args.backends, topic).await
+    }
+
+    /// The first mode switch this app published, waiting up to `secs` for it.
+    pub async fn first_switch(&self, secs: u64, what: &str) -> serde_json::Value {
+        let topic = &self.args.bridge.switches_topic;
+        eventually(secs, what, || async {
+            self.records(topic).await.into_iter().next()
+        })
+        .await
+    }
+
     pub async fn get_json(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
         let r = self
             .client
