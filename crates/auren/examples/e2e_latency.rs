@@ -9,7 +9,10 @@
 //! Run: `cargo run --release -p auren --example e2e_latency -- --url http://127.0.0.1:8000
 //!       --admin-token T --users 1000 (--data-dir ./data | --kafka 127.0.0.1:9092)`
 
-use auren::log::embedded::EmbeddedReader;
+use auren::log::StartAt;
+use auren::root::Backends;
+use auren::settings::BackendSettings;
+use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,62 +60,28 @@ fn args() -> Args {
 
 type Seen = Arc<Mutex<HashMap<String, Instant>>>;
 
-/// Watches the switches topic from its current end and notes when each user's switch appears.
-fn watch(
-    a: &Args,
-    seen: Seen,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    let (dir, kafka, topic) = (a.data_dir.clone(), a.kafka.clone(), a.topic.clone());
-    std::thread::spawn(move || {
-        let note = |v: &[u8]| {
-            let m: serde_json::Value = serde_json::from_slice(v).unwrap();
+/// Watches the switches topic from its current end, through the log port, and notes when each
+/// user's switch appears.
+fn watch(a: &Args, seen: Seen) -> tokio::task::JoinHandle<()> {
+    let mut settings: BackendSettings = auren::settings::defaults();
+    if let Some(dir) = &a.data_dir {
+        settings.data.data_dir = dir.into();
+    }
+    settings.log.kafka_bootstrap_servers = a.kafka.clone();
+    let topic = a.topic.clone();
+    tokio::spawn(async move {
+        let backends = Backends::new(settings);
+        let log = backends.log().await.expect("the log opens");
+        let mut records = log.read(&topic, StartAt::End, true);
+        while let Some(r) = records.next().await {
+            let m: serde_json::Value =
+                serde_json::from_slice(&r.expect("the log reads").value).expect("a switch message");
             if m["to_mode"] == "REFLEX" {
                 let user = m["user_id"].as_str().unwrap().to_string();
                 seen.lock()
                     .unwrap()
                     .entry(user)
                     .or_insert_with(Instant::now);
-            }
-        };
-        use std::sync::atomic::Ordering;
-        if let Some(dir) = dir {
-            let r = EmbeddedReader::open(std::path::Path::new(&dir)).expect("embedded log");
-            let mut next = r.end_offsets(&topic).unwrap_or_default();
-            while !stop.load(Ordering::Relaxed) {
-                let parts = r.partitions(&topic).unwrap().unwrap_or(0) as usize;
-                next.resize(parts, 0);
-                for (p, n) in next.iter_mut().enumerate() {
-                    for rec in r.fetch(&topic, p as i32, *n, 1000).unwrap() {
-                        note(&rec.value);
-                        *n = rec.offset + 1;
-                    }
-                }
-                std::thread::sleep(Duration::from_micros(500));
-            }
-        } else {
-            use rdkafka::consumer::{BaseConsumer, Consumer};
-            use rdkafka::Message;
-            let c: BaseConsumer = rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", kafka.unwrap())
-                .set("group.id", format!("e2e-latency-{}", std::process::id()))
-                .set("auto.offset.reset", "latest")
-                .set("fetch.wait.max.ms", "5")
-                .create()
-                .unwrap();
-            let md = c
-                .fetch_metadata(Some(&topic), Duration::from_secs(5))
-                .unwrap();
-            let mut tpl = rdkafka::TopicPartitionList::new();
-            for p in md.topics()[0].partitions() {
-                tpl.add_partition_offset(&topic, p.id(), rdkafka::Offset::End)
-                    .unwrap();
-            }
-            c.assign(&tpl).unwrap();
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
-                    note(m.payload().unwrap_or_default());
-                }
             }
         }
     })
@@ -142,8 +111,7 @@ async fn main() {
         ));
     }
     let seen: Seen = Arc::new(Mutex::new(HashMap::new()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = watch(&a, seen.clone(), stop.clone());
+    let watcher = watch(&a, seen.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
@@ -175,8 +143,7 @@ async fn main() {
     while seen.lock().unwrap().len() < a.users && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    watcher.join().unwrap();
+    watcher.abort();
     let (sent, seen) = (sent.lock().unwrap(), seen.lock().unwrap());
     let mut lat: Vec<f64> = sent
         .iter()

@@ -1,279 +1,148 @@
-//! Wiring: picks each adapter from the configuration, builds the shared state, and runs the
-//! listeners until a shutdown signal, then drains in-flight work.
+//! The long-running commands: `auren serve` (ingest, and the bridge unless disabled) and
+//! `auren bridge` (the bridge alone). Both take their backends from the composition root
+//! ([`Backends`]), run every piece under one [`Shutdown`], and drain before they exit.
 
-use crate::bridge::source::{EmbeddedSource, KafkaSource, Source};
-use crate::bridge::{Bridge, BridgeArgs};
-use crate::cache::memory::{MemoryDedup, MemoryStateCache};
-use crate::cache::redis::{RedisDedup, RedisStateCache};
-use crate::cache::{Dedup, StateCache};
-use crate::config::{BackendArgs, ServiceArgs};
+use crate::bridge::Bridge;
 use crate::http::{self, AppState, Inner};
-use crate::log::{embedded::EmbeddedLog, kafka::KafkaLog, EventLog};
 use crate::reload::ConfigHandle;
-use crate::store::StateStore;
-use crate::store::{postgres::PgStore, sqlite::SqliteStore, KeyStore};
+use crate::root::Backends;
+use crate::settings::{BridgeSettings, LogSettings, Settings};
+use crate::shutdown::Shutdown;
 use anyhow::Context;
 use auren_core::pseudonym::Pseudonymizer;
 use axum::routing::get;
 use std::collections::HashMap;
-use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-/// The state store, seen through both of its roles.
-#[derive(Clone)]
-pub struct Stores {
-    pub keys: Arc<dyn KeyStore>,
-    pub state: Arc<dyn StateStore>,
-}
-
-pub async fn stores(b: &BackendArgs) -> anyhow::Result<Stores> {
-    Ok(match &b.postgres_url {
-        Some(url) => {
-            let s = Arc::new(
-                PgStore::connect(url)
-                    .await
-                    .context("connecting to PostgreSQL")?,
-            );
-            Stores {
-                keys: s.clone(),
-                state: s,
-            }
-        }
-        None => {
-            let s =
-                Arc::new(SqliteStore::open(&b.data_dir).context("opening the SQLite state store")?);
-            Stores {
-                keys: s.clone(),
-                state: s,
-            }
-        }
-    })
-}
-
-pub async fn key_store(b: &BackendArgs) -> anyhow::Result<Arc<dyn KeyStore>> {
-    Ok(stores(b).await?.keys)
-}
-
-pub async fn state_cache(
-    b: &BackendArgs,
-    bridge: &BridgeArgs,
-) -> anyhow::Result<Arc<dyn StateCache>> {
-    Ok(match &b.redis_url {
-        Some(url) => Arc::new(
-            RedisStateCache::connect(url, bridge.redis_ttl_seconds, bridge.max_timeseries_entries)
-                .await
-                .context("connecting to Redis")?,
-        ),
-        None => Arc::new(MemoryStateCache::new(
-            Duration::from_secs(bridge.redis_ttl_seconds),
-            bridge.max_timeseries_entries,
-        )),
-    })
-}
-
-/// The embedded log's commit signal, when the log is embedded.
-pub type Notifier = Option<Arc<tokio::sync::Notify>>;
-
-/// The log as a trait object, the Kafka adapter itself (for flushing at shutdown), and the
-/// embedded log's commit signal.
-pub type OpenedLog = (Arc<dyn EventLog>, Option<Arc<KafkaLog>>, Notifier);
-
-/// Opens the event log the configuration names.
-pub fn event_log(
-    b: &BackendArgs,
-    log_timeout: Duration,
-    dedup: Arc<dyn Dedup>,
-) -> anyhow::Result<OpenedLog> {
-    Ok(match &b.kafka_bootstrap_servers {
-        Some(servers) => {
-            let k = Arc::new(KafkaLog::new(servers, log_timeout, dedup)?);
-            (k.clone(), Some(k), None)
-        }
-        None => {
-            let e = EmbeddedLog::open(&b.data_dir, b.embedded_partitions)
-                .context("opening the embedded log")?;
-            let n = e.notifier();
-            (Arc::new(e), None, Some(n))
-        }
-    })
-}
-
-/// Builds the bridge's source from its stored offsets (called again after a restart in place).
-pub type MakeSource = Box<dyn FnMut(&[(i32, i64)]) -> anyhow::Result<Box<dyn Source>> + Send>;
-
-pub fn bridge_source(b: &BackendArgs, args: &BridgeArgs, notify: Notifier) -> MakeSource {
-    let (b, args) = (b.clone(), args.clone());
-    Box::new(
-        move |offsets: &[(i32, i64)]| -> anyhow::Result<Box<dyn Source>> {
-            Ok(match &b.kafka_bootstrap_servers {
-                Some(servers) => Box::new(KafkaSource::new(
-                    servers,
-                    &args.group,
-                    &b.events_topic,
-                    offsets,
-                    args.session_timeout_ms,
-                )?),
-                None => Box::new(EmbeddedSource::new(
-                    b.data_dir.clone(),
-                    b.events_topic.clone(),
-                    offsets,
-                    notify.clone(),
-                )),
-            })
-        },
-    )
-}
-
-pub async fn dedup(b: &BackendArgs, log_timeout: Duration) -> anyhow::Result<Arc<dyn Dedup>> {
-    let claim_ttl = log_timeout + crate::cache::CLAIM_MARGIN;
-    let ttl = Duration::from_secs(b.dedup_ttl_seconds);
-    Ok(match &b.redis_url {
-        Some(url) => Arc::new(
-            RedisDedup::connect(url, b.dedup_ttl_seconds, claim_ttl)
-                .await
-                .context("connecting to Redis")?,
-        ),
-        None => Arc::new(MemoryDedup::new(ttl, claim_ttl, 1_000_000)),
-    })
-}
+/// How long the workers get to finish in-flight work after the shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Service {
     pub state: AppState,
-    kafka: Option<Arc<KafkaLog>>,
-    bridge: Option<(Bridge, MakeSource)>,
+    bridge: Option<Bridge>,
+    backends: Arc<Backends>,
+}
+
+/// The bridge over the root's backends.
+async fn bridge(
+    backends: &Backends,
+    settings: &BridgeSettings,
+    topics: &LogSettings,
+    config: Arc<ConfigHandle>,
+) -> anyhow::Result<Bridge> {
+    Ok(Bridge::new(
+        settings.clone(),
+        topics.clone(),
+        config,
+        backends.state_store().await?,
+        backends.state_cache().await?,
+        backends.log().await?,
+    ))
 }
 
 impl Service {
-    pub async fn build(args: &ServiceArgs) -> anyhow::Result<Self> {
-        let b = &args.backends;
-        let secrets = args.secrets.resolve(&b.data_dir)?;
+    /// Opens everything `serve` needs and fails fast on what does not answer (a second process
+    /// on the same embedded log is refused here).
+    pub async fn build(
+        settings: &Settings,
+        backends: Arc<Backends>,
+        with_bridge: bool,
+    ) -> anyhow::Result<Self> {
+        let secrets = settings.secrets.resolve(&settings.data.data_dir)?;
         let pseudonyms = Pseudonymizer::new(secrets.pseudonym_key.as_bytes())?;
-        let config = ConfigHandle::load(args.biometric_config.clone())?;
-        let dedup = dedup(b, args.log_timeout()).await?;
-        let stores = stores(b).await?;
-        let keys = stores.keys.clone();
-        let cache = state_cache(b, &args.bridge).await?;
-        let (log, kafka, notify) = event_log(b, args.log_timeout(), dedup.clone())?;
-        let bridge = (!args.no_bridge).then(|| {
-            let bridge = Bridge::new(
-                args.bridge.clone(),
-                b.events_topic.clone(),
-                config.clone(),
-                stores.state.clone(),
-                cache.clone(),
-                log.clone(),
-            );
-            (bridge, bridge_source(b, &args.bridge, notify))
-        });
-        tracing::info!(
-            log = log.backend(),
-            store = keys.backend(),
-            cache = dedup.backend(),
-            "backends ready"
-        );
+        let config = ConfigHandle::load(settings.bridge.biometric_config.clone())?;
+        let log = writable_log(&backends).await?;
+        let bridge = match with_bridge {
+            true => Some(bridge(&backends, &settings.bridge, &settings.log, config.clone()).await?),
+            false => None,
+        };
         let state = AppState {
             inner: Arc::new(Inner {
                 secrets,
                 pseudonyms,
                 log,
-                keys,
-                dedup,
-                events_topic: b.events_topic.clone(),
+                keys: backends.keys().await?,
+                dedup: backends.dedup().await?,
+                events_topic: settings.log.events_topic.clone(),
                 config,
-                state_store: stores.state,
-                state_cache: cache,
-                admission: Semaphore::new(args.max_concurrent_events as usize),
-                admission_wait: args.admission_wait(),
-                log_timeout: args.log_timeout(),
-                max_body_bytes: args.max_body_bytes,
+                state_store: backends.state_store().await?,
+                state_cache: backends.state_cache().await?,
+                admission: Semaphore::new(settings.ingest.max_concurrent_events as usize),
+                admission_wait: settings.ingest.admission_wait(),
+                log_timeout: settings.log.log_timeout(),
+                max_body_bytes: settings.ingest.max_body_bytes,
                 key_cache: RwLock::new(HashMap::new()),
             }),
         };
+        tracing::info!(backends = %backends.describe(), "backends ready");
         Ok(Self {
             state,
-            kafka,
             bridge,
+            backends,
         })
     }
 
-    /// Serves the API and metrics on the given listeners until `shutdown` resolves.
+    /// Serves the API and metrics on the given listeners until `shutdown` fires, then drains.
     pub async fn run(
-        mut self,
+        self,
         api: TcpListener,
         metrics: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
+        shutdown: Shutdown,
     ) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        self.state.inner.config.watch();
-        let bridge_task = self.bridge.take().map(|(bridge, make)| {
-            let stop = stop_rx.clone();
-            tokio::spawn(async move { bridge.run(make, stop).await })
-        });
-        let metrics_task = tokio::spawn(serve_metrics(metrics, stop_rx.clone()));
+        self.state.inner.config.watch(&shutdown);
+        if let Some(bridge) = self.bridge {
+            shutdown.spawn("bridge", bridge.run(shutdown.clone()));
+        }
+        shutdown.spawn("metrics", serve_metrics(metrics, shutdown.clone()));
         tracing::info!(addr = %api.local_addr()?, "listening for webhooks");
-        axum::serve(api, http::router(self.state.clone()))
-            .with_graceful_shutdown(shutdown)
-            .await?;
-        let _ = stop_tx.send(true);
-        if let Some(t) = bridge_task {
-            match t.await {
-                Ok(Err(e)) => {
-                    tracing::error!(error = %format!("{e:#}"), "bridge stopped with an error")
-                }
-                Err(e) => tracing::error!(error = %e, "bridge task failed"),
-                Ok(Ok(())) => {}
-            }
+        let stop = shutdown.clone();
+        let served = axum::serve(api, http::router(self.state.clone()))
+            .with_graceful_shutdown(async move { stop.wait().await })
+            .await;
+        if !shutdown.drain(DRAIN_TIMEOUT).await {
+            tracing::warn!("some workers did not stop within the drain timeout");
         }
-        let _ = metrics_task.await;
-        if let Some(k) = &self.kafka {
-            k.flush(Duration::from_secs(10));
-        }
+        self.backends.close().await;
         tracing::info!("stopped");
-        Ok(())
+        served.context("serving the API")
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown signal received; draining");
+/// The log, checked to take writes now: a broker that does not answer, or an embedded log that
+/// another process writes, is refused at start rather than at the first webhook.
+async fn writable_log(backends: &Backends) -> anyhow::Result<Arc<dyn crate::log::EventLog>> {
+    let log = backends.log().await?;
+    log.check()
+        .await
+        .with_context(|| format!("the {} event log cannot take writes", log.backend()))?;
+    Ok(log)
 }
 
-pub async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
-    let service = Service::build(&args).await?;
-    let api = TcpListener::bind(args.http_addr)
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding {}", args.http_addr))?;
-    let metrics = TcpListener::bind(args.metrics_addr)
-        .await
-        .with_context(|| format!("binding {}", args.metrics_addr))?;
-    service.run(api, metrics, shutdown_signal()).await
+        .with_context(|| format!("binding {addr}"))
 }
 
-/// Serves /metrics on `listener` until `stop` fires.
-pub async fn serve_metrics(
-    listener: TcpListener,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+/// `auren serve`: ingest, plus the bridge unless `no_bridge`.
+pub async fn serve(settings: Settings, no_bridge: bool) -> anyhow::Result<()> {
+    let backends = Arc::new(Backends::new(settings.backends()));
+    let service = Service::build(&settings, backends, !no_bridge).await?;
+    let api = bind(settings.http.http_addr).await?;
+    let metrics = bind(settings.metrics.metrics_addr).await?;
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
+    service.run(api, metrics, shutdown).await
+}
+
+/// Serves /metrics on `listener` until shutdown.
+pub async fn serve_metrics(listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     let handle = crate::telemetry::metrics_handle();
+    tracing::info!(addr = %listener.local_addr()?, "serving metrics");
     let app = axum::Router::new().route(
         "/metrics",
         get(move || {
@@ -282,43 +151,31 @@ pub async fn serve_metrics(
         }),
     );
     axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.changed().await;
-        })
+        .with_graceful_shutdown(async move { shutdown.wait().await })
         .await?;
     Ok(())
 }
 
 /// `auren bridge`: the bridge alone, for scale-out on Kafka (instances share the consumer group).
-pub async fn run_bridge(args: crate::cli::BridgeCommand) -> anyhow::Result<()> {
-    let b = &args.backends;
-    let config = ConfigHandle::load(args.biometric_config.clone())?;
-    config.watch();
-    let log_timeout = Duration::from_millis(args.log_timeout_ms);
-    let dedup = dedup(b, log_timeout).await?;
-    let stores = stores(b).await?;
-    let cache = state_cache(b, &args.bridge).await?;
-    let (log, kafka, notify) = event_log(b, log_timeout, dedup)?;
-    let bridge = Bridge::new(
-        args.bridge.clone(),
-        b.events_topic.clone(),
-        config,
-        stores.state,
-        cache,
-        log,
-    );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let metrics = TcpListener::bind(args.metrics_addr)
-        .await
-        .with_context(|| format!("binding {}", args.metrics_addr))?;
-    let metrics_task = tokio::spawn(serve_metrics(metrics, stop_rx.clone()));
-    let run = tokio::spawn(bridge.run(bridge_source(b, &args.bridge, notify), stop_rx));
-    shutdown_signal().await;
-    let _ = stop_tx.send(true);
-    run.await??;
-    let _ = metrics_task.await;
-    if let Some(k) = kafka {
-        k.flush(Duration::from_secs(10));
+pub async fn run_bridge(
+    backends: Backends,
+    settings: &BridgeSettings,
+    metrics_addr: SocketAddr,
+) -> anyhow::Result<()> {
+    let config = ConfigHandle::load(settings.biometric_config.clone())?;
+    writable_log(&backends).await?;
+    let topics = backends.settings().log.clone();
+    let bridge = bridge(&backends, settings, &topics, config.clone()).await?;
+    let metrics = bind(metrics_addr).await?;
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
+    config.watch(&shutdown);
+    shutdown.spawn("metrics", serve_metrics(metrics, shutdown.clone()));
+    shutdown.spawn("bridge", bridge.run(shutdown.clone()));
+    shutdown.wait().await;
+    if !shutdown.drain(DRAIN_TIMEOUT).await {
+        tracing::warn!("the bridge did not stop within the drain timeout");
     }
+    backends.close().await;
     Ok(())
 }

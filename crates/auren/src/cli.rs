@@ -1,10 +1,18 @@
-//! The `auren` command.
+//! The `auren` command: parses flags and environment into the settings groups each subcommand
+//! needs, overlays the settings file, opens the backends through the composition root and runs.
 
-use crate::config::{BackendArgs, ServiceArgs};
-use crate::log::{embedded::EmbeddedLog, embedded::EmbeddedReader, kafka, topics, LoggedRecord};
+use crate::log::{LoggedRecord, StartAt};
+use crate::root::Backends;
+use crate::settings::{
+    self, BackendSettings, BridgeSettings, CacheSettings, DataSettings, LogSettings,
+    MetricsSettings, Settings, StoreSettings, TelemetrySettings,
+};
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -14,15 +22,19 @@ use std::process::ExitCode;
     about = "AUREN Bridge: wearable webhooks to cognitive context for AI agents"
 )]
 struct Cli {
+    /// Settings file (YAML, one mapping per group; see `auren config show`). Flags and
+    /// environment variables win over it.
+    #[arg(long, env = settings::env::CONFIG_FILE, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the service (webhook ingest API and metrics).
-    Serve(Box<ServiceArgs>),
-    /// Manage Kafka topics (or the embedded log's topics when KAFKA_BOOTSTRAP_SERVERS is unset).
+    /// Run the service (webhook ingest API, metrics, and the bridge unless --no-bridge).
+    Serve(Box<ServeArgs>),
+    /// Manage the log's topics (Kafka, or the embedded log when KAFKA_BOOTSTRAP_SERVERS is unset).
     Topics {
         #[command(subcommand)]
         command: TopicsCommand,
@@ -38,9 +50,9 @@ enum Command {
         command: LogCommand,
     },
     /// Run the database migrations (PostgreSQL when POSTGRES_URL is set, else SQLite).
-    Migrate(BackendArgs),
+    Migrate(MigrateArgs),
     /// Run the bridge alone (instances on Kafka share the consumer group and split partitions).
-    Bridge(Box<BridgeCommand>),
+    Bridge(Box<BridgeArgs>),
     /// Dead-letter topic tools.
     Dlq {
         #[command(subcommand)]
@@ -48,92 +60,166 @@ enum Command {
     },
     /// Send realistic signed traffic for simulated users to a running service.
     Simulate(crate::simulate::SimulateArgs),
+    /// Inspect the settings.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct BridgeCommand {
+#[derive(clap::Args, Serialize, Deserialize)]
+struct ServeArgs {
     #[command(flatten)]
-    pub backends: BackendArgs,
+    #[serde(flatten)]
+    settings: Settings,
+    /// Run ingest only, without the bridge (for separate `auren bridge` instances on Kafka).
+    #[arg(long, env = "AUREN_NO_BRIDGE", value_parser = settings::parse_flag, default_value = "0")]
+    no_bridge: bool,
+}
+
+#[derive(clap::Args, Serialize, Deserialize)]
+struct BridgeArgs {
     #[command(flatten)]
-    pub bridge: crate::bridge::BridgeArgs,
-    /// The thresholds YAML.
-    #[arg(long, env = "BIOMETRIC_CONFIG")]
-    pub biometric_config: Option<std::path::PathBuf>,
-    #[arg(long, env = "AUREN_METRICS_ADDR", default_value = "0.0.0.0:9000")]
-    pub metrics_addr: std::net::SocketAddr,
-    #[arg(long, env = "AUREN_LOG_TIMEOUT_MS", default_value_t = 5000)]
-    pub log_timeout_ms: u64,
+    data: DataSettings,
+    #[command(flatten)]
+    log: LogSettings,
+    #[command(flatten)]
+    store: StoreSettings,
+    #[command(flatten)]
+    cache: CacheSettings,
+    #[command(flatten)]
+    bridge: BridgeSettings,
+    #[command(flatten)]
+    metrics: MetricsSettings,
+    #[command(flatten)]
+    telemetry: TelemetrySettings,
+}
+
+#[derive(clap::Args, Serialize, Deserialize)]
+struct MigrateArgs {
+    #[command(flatten)]
+    data: DataSettings,
+    #[command(flatten)]
+    store: StoreSettings,
+    #[command(flatten)]
+    telemetry: TelemetrySettings,
 }
 
 #[derive(Subcommand)]
 enum DlqCommand {
     /// Send dead-lettered events back through the bridge (each entry once).
-    Replay {
-        /// Replay at most this many entries.
-        #[arg(long)]
-        limit: Option<usize>,
-        #[command(flatten)]
-        backends: BackendArgs,
-        #[arg(long, env = "AUREN_DLQ_TOPIC", default_value = topics::DLQ)]
-        dlq_topic: String,
-    },
+    Replay(DlqReplayArgs),
+}
+
+#[derive(clap::Args, Serialize, Deserialize)]
+struct DlqReplayArgs {
+    /// Replay at most this many entries.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[command(flatten)]
+    data: DataSettings,
+    #[command(flatten)]
+    log: LogSettings,
+    #[command(flatten)]
+    store: StoreSettings,
+    #[command(flatten)]
+    cache: CacheSettings,
+    #[command(flatten)]
+    telemetry: TelemetrySettings,
 }
 
 #[derive(Subcommand)]
 enum TopicsCommand {
-    /// Create biometric-events, biometric-events.dlq and cognitive-mode-switches.
-    Create {
-        #[arg(long, default_value_t = 3)]
-        partitions: i32,
-        #[arg(long, default_value_t = 1)]
-        replication_factor: i32,
-        #[command(flatten)]
-        backends: BackendArgs,
-    },
+    /// Create the events, dead-letter and mode-switch topics.
+    Create(TopicsCreateArgs),
+}
+
+#[derive(clap::Args, Serialize, Deserialize)]
+struct TopicsCreateArgs {
+    /// Partitions of each topic: the most bridge instances that can share the work.
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// Copies of each partition (Kafka only).
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
+    #[command(flatten)]
+    data: DataSettings,
+    #[command(flatten)]
+    log: LogSettings,
+    #[command(flatten)]
+    telemetry: TelemetrySettings,
 }
 
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Issue a key for a user. The key is printed once, alone on the last line of stdout.
-    Create {
-        #[arg(long)]
-        user: String,
-        #[command(flatten)]
-        backends: BackendArgs,
-    },
+    Create(KeysCreateArgs),
+}
+
+#[derive(clap::Args, Serialize, Deserialize)]
+struct KeysCreateArgs {
+    /// The user the key may push data for.
+    #[arg(long)]
+    user: String,
+    #[command(flatten)]
+    data: DataSettings,
+    #[command(flatten)]
+    store: StoreSettings,
+    #[command(flatten)]
+    telemetry: TelemetrySettings,
 }
 
 #[derive(Subcommand)]
 enum LogCommand {
-    /// Print logged events as JSON lines: {topic, partition, offset, key, timestamp_ms, event}.
-    Read {
-        /// Start at the beginning of the log (else at its end, waiting for new events).
-        #[arg(long)]
-        from_beginning: bool,
-        /// Stop after this many events.
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Keep waiting for new events after reaching the end.
-        #[arg(long)]
-        follow: bool,
-        #[arg(long, default_value = topics::EVENTS)]
-        topic: String,
-        #[command(flatten)]
-        backends: BackendArgs,
-    },
+    /// Print logged records as JSON lines: {topic, partition, offset, key, timestamp_ms, event}.
+    Read(LogReadArgs),
+}
+
+#[derive(clap::Args, Serialize, Deserialize)]
+struct LogReadArgs {
+    /// Start at the beginning of the log (else at its end, waiting for new records).
+    #[arg(long)]
+    from_beginning: bool,
+    /// Stop after this many records.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Keep waiting for new records after reaching the end.
+    #[arg(long)]
+    follow: bool,
+    /// The topic to read (default: the events topic).
+    #[arg(long)]
+    topic: Option<String>,
+    #[command(flatten)]
+    data: DataSettings,
+    #[command(flatten)]
+    log: LogSettings,
+    #[command(flatten)]
+    telemetry: TelemetrySettings,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective settings as JSON, every secret redacted.
+    Show(Box<ConfigShowArgs>),
+}
+
+#[derive(clap::Args, Serialize, Deserialize)]
+struct ConfigShowArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    settings: Settings,
+}
+
+/// The matches of the innermost subcommand, where a command's own flags are.
+fn leaf(m: &ArgMatches) -> &ArgMatches {
+    match m.subcommand() {
+        Some((_, sub)) => leaf(sub),
+        None => m,
+    }
 }
 
 pub fn main() -> ExitCode {
-    crate::telemetry::init_tracing();
-    let cli = Cli::parse();
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(cli.command)) {
+    match run_cli() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -142,91 +228,143 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
-    match command {
-        Command::Serve(args) => crate::app::serve(*args).await,
-        Command::Topics {
-            command:
-                TopicsCommand::Create {
-                    partitions,
-                    replication_factor,
-                    backends,
-                },
-        } => {
-            anyhow::ensure!(partitions >= 1, "--partitions must be at least 1");
+fn run_cli() -> anyhow::Result<()> {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches)?;
+    let file = cli.config.as_deref().map(settings::read_file).transpose()?;
+    let (file, m) = (file.as_ref(), leaf(&matches));
+    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    match cli.command {
+        Command::Serve(_) => {
+            let a: ServeArgs = settings::resolve(m, file)?;
+            crate::telemetry::init_tracing(&a.settings.telemetry);
+            rt.block_on(crate::app::serve(a.settings, a.no_bridge))
+        }
+        Command::Bridge(_) => {
+            let a: BridgeArgs = settings::resolve(m, file)?;
+            crate::telemetry::init_tracing(&a.telemetry);
+            let backends = Backends::new(BackendSettings {
+                data: a.data,
+                log: a.log,
+                store: a.store,
+                cache: a.cache,
+            });
+            rt.block_on(crate::app::run_bridge(
+                backends,
+                &a.bridge,
+                a.metrics.metrics_addr,
+            ))
+        }
+        Command::Topics { .. } => {
+            let a: TopicsCreateArgs = settings::resolve(m, file)?;
+            crate::telemetry::init_tracing(&a.telemetry);
+            anyhow::ensure!(a.partitions >= 1, "--partitions must be at least 1");
             anyhow::ensure!(
-                replication_factor >= 1,
+                a.replication_factor >= 1,
                 "--replication-factor must be at least 1"
             );
-            let results = match &backends.kafka_bootstrap_servers {
-                Some(servers) => {
-                    kafka::create_topics(servers, &topics::ALL, partitions, replication_factor)
-                        .await?
+            let backends = backends_of(a.data, Some(a.log), None, None);
+            rt.block_on(async {
+                let log = backends.log().await?;
+                let topics = backends.settings().log.topics();
+                let results = log
+                    .create_topics(&topics, a.partitions, a.replication_factor)
+                    .await?;
+                for (t, created) in results {
+                    println!("{t}\t{}", if created { "created" } else { "exists" });
                 }
-                None => topics::ALL
-                    .iter()
-                    .map(|t| {
-                        Ok((
-                            t.to_string(),
-                            EmbeddedLog::create_topic(&backends.data_dir, t, partitions as u32)?,
-                        ))
-                    })
-                    .collect::<anyhow::Result<_>>()?,
-            };
-            for (t, created) in results {
-                println!("{t}\t{}", if created { "created" } else { "exists" });
-            }
-            Ok(())
-        }
-        Command::Keys {
-            command: KeysCommand::Create { user, backends },
-        } => {
-            anyhow::ensure!(!user.trim().is_empty(), "--user must not be empty");
-            let store = crate::app::key_store(&backends).await?;
-            let key = crate::store::issue_key(store.as_ref(), &user).await?;
-            eprintln!("Issued a key. It is shown once and stored only hashed:");
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", key.0)?;
-            Ok(())
-        }
-        Command::Log {
-            command:
-                LogCommand::Read {
-                    from_beginning,
-                    limit,
-                    follow,
-                    topic,
-                    backends,
-                },
-        } => {
-            tokio::task::spawn_blocking(move || {
-                read_log(&backends, &topic, from_beginning, follow, limit)
+                backends.close().await;
+                Ok(())
             })
-            .await?
         }
-        Command::Migrate(backends) => {
-            let store = crate::app::key_store(&backends).await?;
-            println!("migrations applied ({})", store.backend());
+        Command::Keys { .. } => {
+            let a: KeysCreateArgs = settings::resolve(m, file)?;
+            crate::telemetry::init_tracing(&a.telemetry);
+            anyhow::ensure!(!a.user.trim().is_empty(), "--user must not be empty");
+            let backends = backends_of(a.data, None, Some(a.store), None);
+            rt.block_on(async {
+                let store = backends.keys().await?;
+                let key = crate::store::issue_key(store.as_ref(), &a.user).await?;
+                eprintln!("Issued a key. It is shown once and stored only hashed:");
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{}", key.0)?;
+                Ok(())
+            })
+        }
+        Command::Log { .. } => {
+            let a: LogReadArgs = settings::resolve(m, file)?;
+            crate::telemetry::init_tracing(&a.telemetry);
+            let topic = a
+                .topic
+                .clone()
+                .unwrap_or_else(|| a.log.events_topic.clone());
+            let from = if a.from_beginning {
+                StartAt::Beginning
+            } else {
+                StartAt::End
+            };
+            // Reading from the end has nothing to show but what comes next: it waits.
+            let follow = a.follow || !a.from_beginning;
+            let backends = backends_of(a.data, Some(a.log), None, None);
+            rt.block_on(read_log(&backends, &topic, from, follow, a.limit))
+        }
+        Command::Migrate(_) => {
+            let a: MigrateArgs = settings::resolve(m, file)?;
+            crate::telemetry::init_tracing(&a.telemetry);
+            let backends = backends_of(a.data, None, Some(a.store), None);
+            rt.block_on(async {
+                let store = backends.keys().await?;
+                println!("migrations applied ({})", store.backend());
+                Ok(())
+            })
+        }
+        Command::Dlq { .. } => {
+            let a: DlqReplayArgs = settings::resolve(m, file)?;
+            crate::telemetry::init_tracing(&a.telemetry);
+            let backends = backends_of(a.data, Some(a.log), Some(a.store), Some(a.cache));
+            rt.block_on(async {
+                let r = crate::dlq::replay(&backends, a.limit).await?;
+                backends.close().await;
+                println!(
+                    "replayed {} dead-lettered events into {}",
+                    r.replayed,
+                    backends.settings().log.events_topic
+                );
+                if r.unreadable > 0 {
+                    println!(
+                        "passed over {} entries that are not readable dead letters (see the log)",
+                        r.unreadable
+                    );
+                }
+                Ok(())
+            })
+        }
+        Command::Simulate(args) => {
+            crate::telemetry::init_tracing(&args.telemetry);
+            rt.block_on(crate::simulate::run(args))
+        }
+        Command::Config { .. } => {
+            let a: ConfigShowArgs = settings::resolve(m, file)?;
+            println!("{}", serde_json::to_string_pretty(&a.settings.redacted())?);
             Ok(())
         }
-        Command::Bridge(args) => crate::app::run_bridge(*args).await,
-        Command::Dlq {
-            command:
-                DlqCommand::Replay {
-                    limit,
-                    backends,
-                    dlq_topic,
-                },
-        } => {
-            let n = crate::dlq::replay(&backends, &dlq_topic, limit).await?;
-            println!(
-                "replayed {n} dead-lettered events into {}",
-                backends.events_topic
-            );
-            Ok(())
-        }
-        Command::Simulate(args) => crate::simulate::run(args).await,
     }
+}
+
+/// A root over the given groups; the others keep their defaults and are never opened.
+fn backends_of(
+    data: DataSettings,
+    log: Option<LogSettings>,
+    store: Option<StoreSettings>,
+    cache: Option<CacheSettings>,
+) -> Backends {
+    let d = settings::defaults::<BackendSettings>();
+    Backends::new(BackendSettings {
+        data,
+        log: log.unwrap_or(d.log),
+        store: store.unwrap_or(d.store),
+        cache: cache.unwrap_or(d.cache),
+    })
 }
 
 fn print_record(out: &mut impl Write, r: LoggedRecord) -> anyhow::Result<()> {
@@ -239,55 +377,24 @@ fn print_record(out: &mut impl Write, r: LoggedRecord) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_log(
-    b: &BackendArgs,
+async fn read_log(
+    backends: &Backends,
     topic: &str,
-    from_beginning: bool,
+    from: StartAt,
     follow: bool,
     limit: Option<usize>,
 ) -> anyhow::Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    if let Some(servers) = &b.kafka_bootstrap_servers {
-        return kafka::read(servers, topic, from_beginning, follow, limit, |r| {
-            print_record(&mut out, r)
-        });
-    }
-    let reader = EmbeddedReader::open(&b.data_dir).context("reading the embedded log")?;
-    let parts = reader
-        .partitions(topic)?
-        .with_context(|| format!("topic {topic} does not exist"))?;
-    let mut next: Vec<i64> = if from_beginning {
-        vec![0; parts as usize]
-    } else {
-        reader.end_offsets(topic)?
+    let log = backends.log().await?;
+    let records = log.read(topic, from, follow);
+    let mut records = match limit {
+        Some(l) => records.take(l).boxed(),
+        None => records,
     };
-    let mut n = 0usize;
-    loop {
-        // Interleave partitions by time, like a consumer of all partitions would see them.
-        let mut batch = Vec::new();
-        for p in 0..parts as i32 {
-            batch.extend(reader.fetch(topic, p, next[p as usize], 500)?);
-        }
-        batch.sort_by_key(|r| (r.timestamp_ms, r.partition, r.offset));
-        let empty = batch.is_empty();
-        for r in batch {
-            if limit.is_some_and(|l| n >= l) {
-                return Ok(());
-            }
-            next[r.partition as usize] = r.offset + 1;
-            print_record(&mut out, r)?;
-            n += 1;
-        }
+    let stdout = std::io::stdout();
+    while let Some(r) = records.next().await {
+        let mut out = stdout.lock();
+        print_record(&mut out, r?)?;
         out.flush()?;
-        if limit.is_some_and(|l| n >= l) {
-            return Ok(());
-        }
-        if empty {
-            if !follow && from_beginning {
-                return Ok(());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
     }
+    Ok(())
 }

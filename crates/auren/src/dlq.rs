@@ -1,74 +1,83 @@
 //! `auren dlq replay`: sends dead-lettered events back into `biometric-events`, so the bridge
 //! processes them again (after a fix, say). Progress is stored like a consumer group's
 //! (`auren-dlq-replay`), so each entry is replayed once; an entry that fails again goes back to
-//! the DLQ with its new error.
+//! the DLQ with its new error. An entry that is not a readable dead letter is reported and
+//! passed over, never a reason to stop the others.
 
-use crate::config::BackendArgs;
-use crate::log::{embedded::EmbeddedReader, kafka, LoggedRecord, Record};
+use crate::log::{LogError, LoggedRecord, Record, StartAt};
+use crate::messages::DeadLetter;
+use crate::root::Backends;
 use crate::store::CommitBatch;
 use auren_core::model::EventId;
+use futures::StreamExt;
 use std::collections::HashMap;
-use std::time::Duration;
 
 pub const REPLAY_GROUP: &str = "auren-dlq-replay";
 
-fn read_all(b: &BackendArgs, topic: &str) -> anyhow::Result<Vec<LoggedRecord>> {
+/// What a replay did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    pub replayed: usize,
+    /// Entries that are not readable dead letters: passed over, with a warning each.
+    pub unreadable: usize,
+}
+
+/// Every record of the dead-letter topic; a topic that was never written is empty.
+async fn read_all(backends: &Backends, topic: &str) -> anyhow::Result<Vec<LoggedRecord>> {
+    let log = backends.log().await?;
+    let mut stream = log.read(topic, StartAt::Beginning, false);
     let mut out = Vec::new();
-    match &b.kafka_bootstrap_servers {
-        Some(servers) => kafka::read(servers, topic, true, false, None, |r| {
-            out.push(r);
-            Ok(())
-        })?,
-        None => {
-            let Ok(reader) = EmbeddedReader::open(&b.data_dir) else {
-                return Ok(out);
-            };
-            let parts = reader.partitions(topic)?.unwrap_or(0);
-            for p in 0..parts as i32 {
-                out.extend(reader.fetch(topic, p, 0, usize::MAX >> 1)?);
-            }
+    while let Some(r) = stream.next().await {
+        match r {
+            Ok(r) => out.push(r),
+            Err(LogError::UnknownTopic(_)) => break,
+            Err(e) => return Err(e.into()),
         }
     }
     out.sort_by_key(|r| (r.partition, r.offset));
     Ok(out)
 }
 
-pub async fn replay(
-    b: &BackendArgs,
-    dlq_topic: &str,
-    limit: Option<usize>,
-) -> anyhow::Result<usize> {
-    let stores = crate::app::stores(b).await?;
-    let done: HashMap<i32, i64> = stores
-        .state
-        .load_offsets(REPLAY_GROUP, dlq_topic)
+pub async fn replay(backends: &Backends, limit: Option<usize>) -> anyhow::Result<Replayed> {
+    let topics = backends.settings().log.clone();
+    let store = backends.state_store().await?;
+    let done: HashMap<i32, i64> = store
+        .load_offsets(REPLAY_GROUP, &topics.dlq_topic)
         .await?
         .into_iter()
         .collect();
-    let (bb, t) = (b.clone(), dlq_topic.to_string());
-    let entries = tokio::task::spawn_blocking(move || read_all(&bb, &t)).await??;
+    let entries = read_all(backends, &topics.dlq_topic).await?;
     let mut records = Vec::new();
     let mut next: HashMap<i32, i64> = HashMap::new();
+    let mut unreadable = 0;
     for e in entries
         .into_iter()
         .filter(|e| done.get(&e.partition).is_none_or(|d| e.offset >= *d))
     {
-        if limit.is_some_and(|l| records.len() >= l) {
+        if limit.is_some_and(|l| records.len() + unreadable >= l) {
             break;
         }
-        let v: serde_json::Value = serde_json::from_slice(&e.value)?;
-        let original = match &v["original"] {
-            serde_json::Value::String(s) => s.clone().into_bytes(),
-            other => anyhow::bail!(
-                "DLQ entry {}:{} has no replayable original ({other})",
-                e.partition,
-                e.offset
-            ),
+        next.insert(e.partition, e.offset + 1);
+        let original = serde_json::from_slice::<DeadLetter>(&e.value)
+            .map_err(|err| err.to_string())
+            .and_then(|d| d.original.to_bytes().map_err(|err| err.to_string()));
+        let original = match original {
+            Ok(bytes) => bytes,
+            Err(why) => {
+                unreadable += 1;
+                tracing::warn!(
+                    partition = e.partition,
+                    offset = e.offset,
+                    error = %why,
+                    "dead-letter entry is not replayable; passing over it"
+                );
+                continue;
+            }
         };
         // A fresh id for ingest dedup: the original id was already seen, which is why it is here.
         let id = EventId::derive(&[
             "dlq-replay",
-            dlq_topic,
+            &topics.dlq_topic,
             &e.partition.to_string(),
             &e.offset.to_string(),
         ]);
@@ -77,24 +86,27 @@ pub async fn replay(
             event_id: id.to_string(),
             value: original,
         });
-        next.insert(e.partition, e.offset + 1);
     }
-    let n = records.len();
-    if n == 0 {
-        return Ok(0);
+    if next.is_empty() {
+        return Ok(Replayed::default());
     }
-    let timeout = Duration::from_secs(10);
-    let dedup = crate::app::dedup(b, timeout).await?;
-    let (log, _, _) = crate::app::event_log(b, timeout, dedup)?;
-    log.append(&b.events_topic, records)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let replayed = records.len();
+    if !records.is_empty() {
+        backends
+            .log()
+            .await?
+            .append(&topics.events_topic, records)
+            .await?;
+    }
     let batch = CommitBatch {
         group: REPLAY_GROUP.into(),
-        topic: dlq_topic.into(),
+        topic: topics.dlq_topic.clone(),
         offsets: next.into_iter().collect(),
         ..Default::default()
     };
-    stores.state.commit(&batch).await?;
-    Ok(n)
+    store.commit(&batch).await?;
+    Ok(Replayed {
+        replayed,
+        unreadable,
+    })
 }

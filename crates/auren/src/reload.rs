@@ -5,6 +5,7 @@
 //! validation is rejected with its error, counted, and the config in force stays; the predecessor
 //! silently fell back to defaults instead.
 
+use crate::shutdown::Shutdown;
 use auren_core::engine::config::EngineConfig;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -84,16 +85,20 @@ impl ConfigHandle {
         }
     }
 
-    /// Reloads on file change and on SIGHUP until the process ends.
-    pub fn watch(self: &Arc<Self>) {
+    /// Reloads on file change and on SIGHUP until shutdown.
+    pub fn watch(self: &Arc<Self>, shutdown: &Shutdown) {
         let Some(path) = self.path.clone() else {
             return;
         };
         let me = self.clone();
-        tokio::spawn(async move {
+        let stop = shutdown.clone();
+        shutdown.spawn("config-file-watcher", async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait() => return Ok(()),
+                }
                 let now = mtime(&path);
                 let changed = *me.seen_mtime.lock().unwrap_or_else(|e| e.into_inner()) != now;
                 if changed {
@@ -104,13 +109,20 @@ impl ConfigHandle {
         #[cfg(unix)]
         {
             let me = self.clone();
-            tokio::spawn(async move {
+            let stop = shutdown.clone();
+            shutdown.spawn("sighup-watcher", async move {
                 use tokio::signal::unix::{signal, SignalKind};
-                let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                    return;
-                };
-                while hup.recv().await.is_some() {
-                    let _ = me.reload("sighup");
+                let mut hup = signal(SignalKind::hangup())?;
+                loop {
+                    tokio::select! {
+                        got = hup.recv() => {
+                            if got.is_none() {
+                                return Ok(());
+                            }
+                            let _ = me.reload("sighup");
+                        }
+                        _ = stop.wait() => return Ok(()),
+                    }
                 }
             });
         }

@@ -29,14 +29,17 @@ const DAY_END_HOUR: u32 = 22;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
+    /// Simulated users.
     #[arg(long, default_value_t = 5)]
     pub users: u32,
+    /// Simulated days per user, ending today.
     #[arg(long, default_value_t = 30)]
     pub days: u32,
+    /// Base URL of the running service.
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     pub url: String,
     /// Admin token, used to issue one API key per simulated user. Default: read from the dev secrets file.
-    #[arg(long, env = "AUREN_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = crate::settings::env::ADMIN_TOKEN, hide_env_values = true)]
     pub admin_token: Option<String>,
     /// JSON file with oura_client_secret, whoop_client_secret, admin_token (written by `auren serve` in dev mode).
     #[arg(
@@ -45,9 +48,11 @@ pub struct SimulateArgs {
         env = "AUREN_DEV_SECRETS"
     )]
     pub secrets_file: std::path::PathBuf,
-    #[arg(long, env = "WHOOP_CLIENT_SECRET", hide_env_values = true)]
+    /// WHOOP client secret to sign with. Default: read from the dev secrets file.
+    #[arg(long, env = crate::settings::env::WHOOP_CLIENT_SECRET, hide_env_values = true)]
     pub whoop_client_secret: Option<String>,
-    #[arg(long, env = "OURA_CLIENT_SECRET", hide_env_values = true)]
+    /// Oura client secret to sign with. Default: read from the dev secrets file.
+    #[arg(long, env = crate::settings::env::OURA_CLIENT_SECRET, hide_env_values = true)]
     pub oura_client_secret: Option<String>,
     /// RNG seed, so a run can be repeated exactly.
     #[arg(long, default_value_t = 7)]
@@ -58,6 +63,8 @@ pub struct SimulateArgs {
     /// Prefix of the simulated user ids (sim-user-1, ...).
     #[arg(long, default_value = "sim-user")]
     pub user_prefix: String,
+    #[command(flatten)]
+    pub telemetry: crate::settings::TelemetrySettings,
 }
 
 /// A user's personal normal; episodes are defined relative to it, so they can be checked.
@@ -805,6 +812,7 @@ mod tests {
             seed: 7,
             concurrency: 1,
             user_prefix: "sim-user".into(),
+            telemetry: crate::settings::defaults(),
         };
         let s = resolve_secrets(&args).unwrap();
         assert_eq!(

@@ -2,6 +2,7 @@
 //! served on its own listener (`AUREN_METRICS_ADDR`) so scraping never competes with webhooks.
 //! Log lines carry pseudonyms, counts and reasons only: never a raw user id, key or body.
 
+use crate::settings::TelemetrySettings;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
@@ -62,16 +63,35 @@ fn describe() {
     );
 }
 
-pub fn init_tracing() {
+/// Installs the log subscriber once; later calls (tests) keep the first.
+pub fn init_tracing(settings: &TelemetrySettings) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("AUREN_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let filter = EnvFilter::try_new(&settings.rust_log).unwrap_or_else(|e| {
+        eprintln!(
+            "warning: RUST_LOG {:?} is not a valid filter ({e}); logging at info",
+            settings.rust_log
+        );
+        EnvFilter::new("info")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if json {
+    if settings.log_format == "json" {
         let _ = builder.json().try_init();
     } else {
         let _ = builder.try_init();
     }
+}
+
+/// An error and its sources, outermost first: `a: b: c`. Errors are typed with their sources
+/// kept; this is how a log line shows the whole chain.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

@@ -132,7 +132,7 @@ async fn kafka_postgres_redis_webhooks_to_switch_state_and_cache() {
 
     // PostgreSQL: thread, checkpoint, history (published), offsets.
     use sqlx::Connection;
-    let mut pg = sqlx::PgConnection::connect(app.args.backends.postgres_url.as_deref().unwrap())
+    let mut pg = sqlx::PgConnection::connect(app.args.store.postgres_url.as_deref().unwrap())
         .await
         .unwrap();
     let (mode, latest): (String, Option<String>) =
@@ -285,10 +285,9 @@ async fn unreadable_events_go_to_the_dlq_without_blocking_and_replay_once() {
             .status(),
         200
     );
-    let b = app.args.backends.clone();
     let (dlq_topic, switches_topic) = (
-        app.args.bridge.dlq_topic.clone(),
-        app.args.bridge.switches_topic.clone(),
+        app.args.log.dlq_topic.clone(),
+        app.args.log.switches_topic.clone(),
     );
     eventually(30, "the switch after the bad record", || async {
         (app.records(&switches_topic).await.len() == 1).then_some(())
@@ -309,11 +308,18 @@ async fn unreadable_events_go_to_the_dlq_without_blocking_and_replay_once() {
 
     // Replay sends it back through the bridge; it fails again and is dead-lettered again, as a new
     // entry. Each replay takes only entries no replay took before.
-    assert_eq!(auren::dlq::replay(&b, &dlq_topic, None).await.unwrap(), 1);
+    let replayed = |n| auren::dlq::Replayed {
+        replayed: n,
+        unreadable: 0,
+    };
+    assert_eq!(
+        auren::dlq::replay(&app.backends, None).await.unwrap(),
+        replayed(1)
+    );
     records_at_least(&app, &dlq_topic, 2).await;
     assert_eq!(
-        auren::dlq::replay(&b, &dlq_topic, None).await.unwrap(),
-        1,
+        auren::dlq::replay(&app.backends, None).await.unwrap(),
+        replayed(1),
         "only the new entry"
     );
     let again = records_at_least(&app, &dlq_topic, 3).await;
@@ -334,6 +340,72 @@ async fn unreadable_events_go_to_the_dlq_without_blocking_and_replay_once() {
     assert!(
         m.contains(r#"auren_kafka_messages_processed_total{outcome="dlq"}"#),
         "{m}"
+    );
+    app.stop().await;
+}
+
+/// A record that is not UTF-8 is dead-lettered as base64 and replays to the same bytes; an entry
+/// in the DLQ that is not a dead letter at all is passed over, not a reason to stop the replay.
+#[tokio::test]
+async fn binary_dead_letters_replay_and_unreadable_entries_do_not_abort_a_replay() {
+    let app = TestApp::spawn(Options {
+        bridge: true,
+        ..Default::default()
+    })
+    .await;
+    let log = app.backends.log().await.unwrap();
+    let binary: Vec<u8> = vec![0xff, 0xfe, 0x00, b'{', 0x80];
+    log.append(
+        &app.topic,
+        vec![auren::log::Record {
+            key: "u_binary".into(),
+            event_id: unique("bin"),
+            value: binary.clone(),
+        }],
+    )
+    .await
+    .unwrap();
+    let dlq_topic = app.args.log.dlq_topic.clone();
+    let first = records_at_least(&app, &dlq_topic, 1).await;
+    let b64 = first[0]["original"]["base64"].as_str().unwrap().to_string();
+    assert_eq!(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &b64).unwrap(),
+        binary
+    );
+    // Something that is not a dead letter lands in the DLQ (a foreign producer, an old format).
+    log.append(
+        &dlq_topic,
+        vec![auren::log::Record {
+            key: "u_other".into(),
+            event_id: unique("junk"),
+            value: b"not a dead letter".to_vec(),
+        }],
+    )
+    .await
+    .unwrap();
+    let r = auren::dlq::replay(&app.backends, None).await.unwrap();
+    assert_eq!(
+        r,
+        auren::dlq::Replayed {
+            replayed: 1,
+            unreadable: 1
+        }
+    );
+    // The binary record went back through the bridge byte for byte, and was dead-lettered again.
+    let again = records_at_least(&app, &dlq_topic, 3).await;
+    let replayed: Vec<_> = again
+        .iter()
+        .filter(|d| d["original"]["base64"] == b64.as_str())
+        .collect();
+    assert_eq!(replayed.len(), 2, "{again:?}");
+    // Nothing is taken twice: the second replay has only the new dead letter.
+    let r = auren::dlq::replay(&app.backends, None).await.unwrap();
+    assert_eq!(
+        r,
+        auren::dlq::Replayed {
+            replayed: 1,
+            unreadable: 0
+        }
     );
     app.stop().await;
 }
@@ -467,9 +539,7 @@ async fn switches_that_could_not_be_published_leave_the_outbox_without_a_restart
     // Publishing failed: the switch waits in the outbox.
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(unpublished(), 1, "publishing to a missing topic must fail");
-    let topic = app.args.bridge.switches_topic.clone();
-    let b = app.args.backends.clone();
-    create_topic(b.kafka_bootstrap_servers.as_deref().unwrap(), &topic).await;
+    create_topic(&app.args, &app.args.log.switches_topic).await;
     let msg = app
         .first_switch(60, "the switch published from the outbox")
         .await;

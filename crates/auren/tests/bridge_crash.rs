@@ -3,39 +3,22 @@
 //! engine computes from the log in one uninterrupted pass, and no switch may be published twice.
 
 mod common;
+use auren::root::Backends;
 use auren_core::engine::{config::EngineConfig, UserState};
 use auren_core::model::BiometricEvent;
 use common::*;
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 const CONFIG: &str = "checkpoint:\n  checkpoint_interval_seconds: 1\n";
 
-fn spawn(args: &auren::config::ServiceArgs, port: u16, config: &std::path::Path) -> Child {
-    let b = &args.backends;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_auren"));
-    cmd.arg("serve")
-        .env("AUREN_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("AUREN_METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
-        .env("AUREN_DATA_DIR", &b.data_dir)
-        .env("AUREN_EVENTS_TOPIC", &b.events_topic)
-        .env("AUREN_BRIDGE_GROUP", &args.bridge.group)
-        .env("AUREN_SWITCHES_TOPIC", &args.bridge.switches_topic)
-        .env("AUREN_DLQ_TOPIC", &args.bridge.dlq_topic)
-        .env("BIOMETRIC_CONFIG", config)
-        .env("OURA_CLIENT_SECRET", OURA_SECRET)
-        .env("OURA_VERIFICATION_TOKEN", OURA_TOKEN)
-        .env("WHOOP_CLIENT_SECRET", WHOOP_SECRET)
-        .env("AUREN_PSEUDONYM_KEY", PSEUDONYM_KEY)
-        .env("AUREN_ADMIN_TOKEN", ADMIN)
-        .env(
-            "RUST_LOG",
-            std::env::var("AUREN_TEST_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
-        .env_remove("POSTGRES_URL")
-        .env_remove("REDIS_URL")
+fn spawn(args: &auren::settings::Settings, port: u16, config: &std::path::Path) -> Child {
+    let mut args = args.clone();
+    args.http.http_addr = format!("127.0.0.1:{port}").parse().unwrap();
+    args.metrics.metrics_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    args.bridge.biometric_config = Some(config.to_path_buf());
+    auren_command(&args)
+        .arg("serve")
         .stdout(Stdio::null())
         .stderr(match std::env::var_os("AUREN_TEST_CHILD_STDERR") {
             // For diagnosis: append the service's log to this file.
@@ -46,50 +29,17 @@ fn spawn(args: &auren::config::ServiceArgs, port: u16, config: &std::path::Path)
                 .unwrap()
                 .into(),
             None => Stdio::null(),
-        });
-    for (k, v) in [
-        ("KAFKA_BOOTSTRAP_SERVERS", &b.kafka_bootstrap_servers),
-        ("POSTGRES_URL", &b.postgres_url),
-        ("REDIS_URL", &b.redis_url),
-    ] {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    cmd.spawn().unwrap()
+        })
+        .spawn()
+        .unwrap()
 }
 
-fn log_end(b: &auren::config::BackendArgs) -> HashMap<i32, i64> {
-    match &b.kafka_bootstrap_servers {
-        Some(servers) => {
-            use rdkafka::consumer::{BaseConsumer, Consumer};
-            let c: BaseConsumer = rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", servers)
-                .set("group.id", unique("probe"))
-                .create()
-                .unwrap();
-            (0..3)
-                .map(|p| {
-                    (
-                        p,
-                        c.fetch_watermarks(&b.events_topic, p, Duration::from_secs(5))
-                            .unwrap()
-                            .1,
-                    )
-                })
-                .filter(|(_, h)| *h > 0)
-                .collect()
-        }
-        None => {
-            let r = auren::log::embedded::EmbeddedReader::open(&b.data_dir).unwrap();
-            r.end_offsets(&b.events_topic)
-                .unwrap()
-                .into_iter()
-                .enumerate()
-                .map(|(p, o)| (p as i32, o))
-                .filter(|(_, o)| *o > 0)
-                .collect()
-        }
+/// The end of each non-empty partition of the events topic, through the log port.
+async fn log_end(backends: &Backends, topic: &str) -> HashMap<i32, i64> {
+    match backends.log().await.unwrap().end_offsets(topic).await {
+        Ok(ends) => ends.into_iter().filter(|(_, o)| *o > 0).collect(),
+        Err(auren::log::LogError::UnknownTopic(_)) => HashMap::new(),
+        Err(e) => panic!("reading the log's end: {e}"),
     }
 }
 
@@ -135,6 +85,7 @@ async fn crash_and_recover(kafka: bool) {
         seed: 11,
         concurrency: 5,
         user_prefix: prefix.clone(),
+        telemetry: auren::settings::defaults(),
     };
     // The simulator runs as the CLI runs it: on a runtime of its own.
     let sim = std::thread::spawn(move || {
@@ -143,15 +94,15 @@ async fn crash_and_recover(kafka: bool) {
             .block_on(auren::simulate::run(sim_args))
     });
     // Kill once the bridge has state in flight: some events are logged and some checkpoints made.
-    let b = args.backends.clone();
-    eventually(60, "events in the log", || {
-        let b = b.clone();
-        async move {
-            tokio::task::spawn_blocking(move || log_end(&b).values().sum::<i64>() > 800)
-                .await
-                .unwrap()
-                .then_some(())
-        }
+    let backends = Backends::new(args.backends());
+    let events_topic = args.log.events_topic.clone();
+    eventually(60, "events in the log", || async {
+        (log_end(&backends, &events_topic)
+            .await
+            .values()
+            .sum::<i64>()
+            > 800)
+            .then_some(())
     })
     .await;
     child.kill().unwrap(); // SIGKILL
@@ -163,22 +114,17 @@ async fn crash_and_recover(kafka: bool) {
         .expect("the simulator finishes across the crash");
 
     // Wait until the bridge has made everything in the log durable, then stop it gracefully.
-    let stores = auren::app::stores(&b).await.unwrap();
+    let store = backends.state_store().await.unwrap();
     let group = args.bridge.group.clone();
-    eventually(90, "the bridge to catch up", || {
-        let (b, s, g) = (b.clone(), stores.state.clone(), group.clone());
-        async move {
-            let stored: HashMap<i32, i64> = s
-                .load_offsets(&g, &b.events_topic)
-                .await
-                .ok()?
-                .into_iter()
-                .collect();
-            let end = tokio::task::spawn_blocking(move || log_end(&b))
-                .await
-                .unwrap();
-            (end.iter().all(|(p, e)| stored.get(p) == Some(e))).then_some(())
-        }
+    eventually(90, "the bridge to catch up", || async {
+        let stored: HashMap<i32, i64> = store
+            .load_offsets(&group, &events_topic)
+            .await
+            .ok()?
+            .into_iter()
+            .collect();
+        let end = log_end(&backends, &events_topic).await;
+        (end.iter().all(|(p, e)| stored.get(p) == Some(e))).then_some(())
     })
     .await;
     Command::new("kill")
@@ -190,7 +136,7 @@ async fn crash_and_recover(kafka: bool) {
 
     // The uninterrupted run: the log through the pure engine, per user in log order.
     let cfg = EngineConfig::from_yaml(CONFIG).unwrap();
-    let events: Vec<BiometricEvent> = records(&b, &b.events_topic)
+    let events: Vec<BiometricEvent> = records(&args, &events_topic)
         .await
         .into_iter()
         .map(|v| serde_json::from_value(v).unwrap())
@@ -206,8 +152,7 @@ async fn crash_and_recover(kafka: bool) {
     let users: Vec<_> = reference.iter().filter(|(_, s)| s.events > 0).collect();
     assert_eq!(users.len(), 5, "five simulated users with readings");
     for (pseudonym, want) in users {
-        let stored = stores
-            .state
+        let stored = store
             .load_user(pseudonym)
             .await
             .unwrap()
@@ -226,7 +171,7 @@ async fn crash_and_recover(kafka: bool) {
         "the simulation switches modes ({})",
         expected_switches.len()
     );
-    let published: Vec<String> = records(&b, &args.bridge.switches_topic)
+    let published: Vec<String> = records(&args, &args.log.switches_topic)
         .await
         .iter()
         .map(|m| m["switch_id"].as_str().unwrap().to_string())

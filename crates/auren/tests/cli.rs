@@ -74,15 +74,18 @@ async fn keys_topics_and_log_read_on_the_embedded_log() {
     assert!(lines[0]["key"].as_str().unwrap().starts_with("u_"));
     assert!(lines[0]["offset"].is_i64());
 
+    // The configured topics: the events topic the push already wrote, and the two outputs.
     let (ok, stdout, _) = auren(&["topics", "create", "--partitions", "4"], &env);
     assert!(ok);
-    assert!(
-        stdout.contains("biometric-events\tcreated")
-            && stdout.contains("cognitive-mode-switches\tcreated"),
-        "{stdout}"
+    assert_eq!(
+        stdout,
+        format!(
+            "{}\texists\nbiometric-events.dlq\tcreated\ncognitive-mode-switches\tcreated\n",
+            app.topic
+        )
     );
     let (_, again, _) = auren(&["topics", "create"], &env);
-    assert!(again.contains("biometric-events\texists"));
+    assert!(again.contains("cognitive-mode-switches\texists"), "{again}");
 
     let (ok, _, stderr) = auren(&["keys", "create", "--user", " "], &env);
     assert!(
@@ -141,4 +144,50 @@ async fn topics_create_and_log_read_on_kafka() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["event"]["vendor"], "whoop");
     app.stop().await;
+}
+
+/// `config show`: flags over environment over the settings file over defaults, and no secret
+/// printed, whichever way it was given.
+#[test]
+fn config_show_prints_effective_settings_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("auren.yaml");
+    std::fs::write(
+        &file,
+        "log:\n  events_topic: from-file\n  dlq_topic: dlq-from-file\nsecrets:\n  whoop_client_secret: file-s3cret\nstore:\n  postgres_url: postgres://auren:pg-s3cret@db:5432/auren\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = auren(
+        &[
+            "config",
+            "show",
+            "--config",
+            file.to_str().unwrap(),
+            "--dlq-topic",
+            "dlq-from-flag",
+        ],
+        &[
+            ("AUREN_EVENTS_TOPIC", "from-env"),
+            ("OURA_CLIENT_SECRET", "env-s3cret"),
+            ("AUREN_ADMIN_TOKEN", "admin-s3cret"),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    for secret in ["file-s3cret", "pg-s3cret", "env-s3cret", "admin-s3cret"] {
+        assert!(!stdout.contains(secret), "{secret} printed: {stdout}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["log"]["events_topic"], "from-env");
+    assert_eq!(v["log"]["dlq_topic"], "dlq-from-flag");
+    assert_eq!(v["log"]["switches_topic"], "cognitive-mode-switches");
+    assert_eq!(v["secrets"]["whoop_client_secret"], "<redacted>");
+    assert_eq!(v["secrets"]["oura_client_secret"], "<redacted>");
+    assert!(v["store"]["postgres_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("postgres://auren:"));
+
+    std::fs::write(&file, "log:\n  event_topic: typo\n").unwrap();
+    let (ok, _, stderr) = auren(&["config", "show", "--config", file.to_str().unwrap()], &[]);
+    assert!(!ok && stderr.contains("log.event_topic"), "{stderr}");
 }

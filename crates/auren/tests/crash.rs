@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,26 +34,15 @@ async fn kill_mid_stream(kafka: bool) {
     )
     .await;
     let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_auren"));
-    cmd.arg("serve")
-        .env("AUREN_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("AUREN_METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
-        .env("AUREN_DATA_DIR", dir.path())
-        .env("AUREN_EVENTS_TOPIC", &args.backends.events_topic)
-        .env("OURA_CLIENT_SECRET", OURA_SECRET)
-        .env("OURA_VERIFICATION_TOKEN", OURA_TOKEN)
-        .env("WHOOP_CLIENT_SECRET", WHOOP_SECRET)
-        .env("AUREN_PSEUDONYM_KEY", PSEUDONYM_KEY)
-        .env("RUST_LOG", "warn")
-        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
-        .env_remove("POSTGRES_URL")
-        .env_remove("REDIS_URL")
+    let mut args = args;
+    args.http.http_addr = format!("127.0.0.1:{port}").parse().unwrap();
+    args.metrics.metrics_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut child = auren_command(&args)
+        .arg("serve")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(b) = &args.backends.kafka_bootstrap_servers {
-        cmd.env("KAFKA_BOOTSTRAP_SERVERS", b);
-    }
-    let mut child = cmd.spawn().unwrap();
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&client, &format!("{base}/health")).await;
@@ -96,7 +85,7 @@ async fn kill_mid_stream(kafka: bool) {
         "load reached the service ({} acks)",
         acked.len()
     );
-    let logged: HashSet<String> = records(&args.backends, &args.backends.events_topic)
+    let logged: HashSet<String> = records(&args, &args.log.events_topic)
         .await
         .into_iter()
         .map(|e| e["id"].as_str().unwrap().to_string())

@@ -40,7 +40,7 @@ async fn keys_bind_pushes_to_their_user() {
     let batch = format!("[{},{}]", push(&user), push("someone_else"));
     let (s, _) = problem(app.post("/webhooks/healthkit", &bearer(&key), batch).await).await;
     assert_eq!(s, 403);
-    assert!(app.logged_events().is_empty());
+    assert!(app.logged_events().await.is_empty());
 
     let r = app
         .post(
@@ -50,7 +50,7 @@ async fn keys_bind_pushes_to_their_user() {
         )
         .await;
     assert_eq!(r.status(), 200);
-    let logged = app.logged_events();
+    let logged = app.logged_events().await;
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0]["subject"]["id"], user);
     app.stop().await;
@@ -98,7 +98,7 @@ async fn every_mapped_type_over_http_with_partial_acceptance() {
     assert_eq!(ack["rejected"][1]["reason"], "out_of_range");
     assert_eq!(ack["unsupported"], json!(["dietaryWater"]));
 
-    let logged = app.logged_events();
+    let logged = app.logged_events().await;
     assert_eq!(logged.len(), 19);
     let by_metric = |m: &str| {
         logged
@@ -141,7 +141,7 @@ async fn every_mapped_type_over_http_with_partial_acceptance() {
         (again["accepted"].as_u64(), again["duplicates"].as_u64()),
         (Some(0), Some(19))
     );
-    assert_eq!(app.logged_events().len(), 19);
+    assert_eq!(app.logged_events().await.len(), 19);
     let m = app.metrics().await;
     assert!(m.contains(r#"auren_ingest_samples_rejected_total{source="healthkit",reason="malformed_timestamp"}"#), "{m}");
     app.stop().await;
@@ -169,7 +169,7 @@ async fn all_invalid_is_422_malformed_is_400_too_many_is_413() {
     let many = serde_json::Value::Array(vec![push; 101]).to_string();
     let (s, p) = problem(app.post("/webhooks/healthkit", &bearer(&key), many).await).await;
     assert_eq!((s, p["reason"].as_str().unwrap()), (413, "too_many_pushes"));
-    assert!(app.logged_events().is_empty());
+    assert!(app.logged_events().await.is_empty());
     let m = app.metrics().await;
     assert!(m.contains(r#"outcome="invalid_samples""#));
     app.stop().await;
@@ -195,7 +195,7 @@ async fn batch_of_pushes() {
         r.json::<serde_json::Value>().await.unwrap()["accepted"],
         100
     );
-    assert_eq!(app.logged_events().len(), 100);
+    assert_eq!(app.logged_events().await.len(), 100);
     app.stop().await;
 }
 
@@ -245,7 +245,7 @@ async fn health_auto_export_is_normalised_and_idempotent() {
         .unwrap();
     assert_eq!(again["accepted"], 0);
     assert_eq!(again["duplicates"], 9);
-    let logged = app.logged_events();
+    let logged = app.logged_events().await;
     assert_eq!(logged.len(), 9);
     let hr = logged
         .iter()

@@ -2,6 +2,7 @@
 
 mod common;
 use common::*;
+use futures::StreamExt;
 use serde_json::json;
 
 fn all_backends() -> Options {
@@ -32,12 +33,7 @@ async fn acknowledged_webhooks_are_read_back_by_a_consumer() {
         )
         .await;
     assert_eq!(r.status(), 200);
-    let logged = tokio::task::spawn_blocking({
-        let b = app.args.backends.clone();
-        move || read_log(&b)
-    })
-    .await
-    .unwrap();
+    let logged = app.logged_events().await;
     assert_eq!(logged.len(), 3);
     assert!(logged.iter().any(|e| e["id"] == oura_id));
     // One user's events share a key, so they are in one partition, in order.
@@ -70,25 +66,13 @@ async fn kafka_keys_are_pseudonyms_never_raw_ids() {
         .status(),
         200
     );
-    let b = app.args.backends.clone();
-    let keys = tokio::task::spawn_blocking(move || {
-        let mut keys = Vec::new();
-        auren::log::kafka::read(
-            b.kafka_bootstrap_servers.as_deref().unwrap(),
-            &b.events_topic,
-            true,
-            false,
-            None,
-            |r| {
-                keys.push(r.key);
-                Ok(())
-            },
-        )
-        .unwrap();
-        keys
-    })
-    .await
-    .unwrap();
+    let log = app.backends.log().await.unwrap();
+    assert_eq!(log.backend(), "kafka");
+    let keys: Vec<String> = log
+        .read(&app.topic, auren::log::StartAt::Beginning, false)
+        .map(|r| r.unwrap().key)
+        .collect()
+        .await;
     assert_eq!(keys.len(), 1);
     assert!(keys[0].starts_with("u_") && !keys[0].contains(&user));
     app.stop().await;

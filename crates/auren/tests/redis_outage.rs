@@ -39,7 +39,7 @@ async fn redis_going_away_never_stops_ingest_or_the_bridge() {
         ..Default::default()
     })
     .await;
-    assert_eq!(app.args.backends.redis_url.as_deref(), Some(url.as_str()));
+    assert_eq!(app.args.cache.redis_url.as_deref(), Some(url.as_str()));
 
     redis.kill().unwrap();
     redis.wait().unwrap();

@@ -134,7 +134,7 @@ async fn oura_signed_delivery_is_logged_and_refusals_are_problems() {
     let (s, p) = problem(app.post_oura(junk).await).await;
     assert_eq!((s, p["reason"].as_str().unwrap()), (400, "malformed_body"));
 
-    let logged = app.logged_events();
+    let logged = app.logged_events().await;
     assert_eq!(logged.len(), 1, "only the one valid delivery is in the log");
     assert_eq!(logged[0]["id"], ack["event_id"]);
     assert_eq!(logged[0]["payload"]["type"], "notification");
@@ -241,7 +241,7 @@ async fn whoop_signed_delivery_duplicate_trace_and_refusals() {
         let (s, p) = problem(app.post("/webhooks/whoop", &headers, body).await).await;
         assert_eq!((s, p["reason"].as_str().unwrap()), (401, reason), "{name}");
     }
-    let logged = app.logged_events();
+    let logged = app.logged_events().await;
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0]["payload"]["trace_id"], trace);
     assert_eq!(logged[0]["subject"]["id"], "whoop:10129");
@@ -259,7 +259,7 @@ async fn body_over_the_limit_is_413_problem() {
     let (s, p) = problem(app.post_whoop(&big).await).await;
     assert_eq!((s, p["reason"].as_str().unwrap()), (413, "body_too_large"));
     assert_eq!(p["status"], 413);
-    assert!(app.logged_events().is_empty());
+    assert!(app.logged_events().await.is_empty());
     app.stop().await;
 }
 
@@ -279,12 +279,17 @@ async fn missing_secrets_refuse_to_start_outside_dev_mode() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = service_args(&Options::default(), dir.path()).await;
     args.secrets.whoop_client_secret = None;
-    let err = auren::app::Service::build(&args)
+    let backends = |s: &auren::settings::Settings| {
+        std::sync::Arc::new(auren::root::Backends::new(s.backends()))
+    };
+    let err = auren::app::Service::build(&args, backends(&args), false)
         .await
         .err()
         .expect("must refuse");
     assert!(err.to_string().contains("WHOOP_CLIENT_SECRET"), "{err}");
     args.secrets.dev_mode = true;
-    assert!(auren::app::Service::build(&args).await.is_ok());
+    assert!(auren::app::Service::build(&args, backends(&args), false)
+        .await
+        .is_ok());
     assert!(dir.path().join("dev-secrets.json").exists());
 }

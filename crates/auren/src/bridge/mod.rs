@@ -18,48 +18,21 @@
 //! the partition moves on. A cache outage is counted and logged; a store outage stops progress
 //! (nothing is acknowledged past it) and the bridge retries from its last durable point.
 
-pub mod source;
-pub mod view;
-
 use crate::cache::{CachedUser, StateCache};
-use crate::log::{topics, EventLog, Record};
+use crate::log::{EventLog, Record, SourceRecord, Subscription};
+use crate::messages::{
+    thread_id, DeadLetter, LogPosition, Original, SeriesPoint, StateView, SwitchMessage,
+    MESSAGE_SCHEMA,
+};
 use crate::reload::ConfigHandle;
-use crate::store::{thread_id, CheckpointRow, CommitBatch, StateStore, SwitchRow};
+use crate::settings::{BridgeSettings, LogSettings};
+use crate::shutdown::Shutdown;
+use crate::store::{CheckpointRow, CommitBatch, OutboxSwitch, StateStore};
 use auren_core::engine::{ModeSwitch, UserState};
 use auren_core::model::{BiometricEvent, EventId, Payload, EVENT_SCHEMA_VERSION};
-use source::{Source, SourceRecord};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct BridgeArgs {
-    /// Consumer group shared by all bridge instances.
-    #[arg(long, env = "AUREN_BRIDGE_GROUP", default_value = "auren-bridge")]
-    pub group: String,
-    /// Events per batch.
-    #[arg(long, env = "AUREN_BRIDGE_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub max_batch: u32,
-    /// Users whose state is kept in memory; clean ones beyond this are dropped (reloaded on use).
-    #[arg(long, env = "AUREN_BRIDGE_MAX_USERS", default_value_t = 100_000)]
-    pub max_users_in_memory: usize,
-    /// TTL of the cached latest state per user.
-    #[arg(long, env = "REDIS_TTL_SECONDS", default_value_t = 86_400)]
-    pub redis_ttl_seconds: u64,
-    /// Readings kept per user in the cached time series.
-    #[arg(long, env = "MAX_TIMESERIES_ENTRIES", default_value_t = 10_000)]
-    pub max_timeseries_entries: usize,
-    /// Checkpoints kept per user; older ones are deleted as new ones are written (0 keeps all).
-    #[arg(long, env = "AUREN_CHECKPOINTS_KEPT", default_value_t = 20)]
-    pub checkpoints_kept: u32,
-    /// Kafka consumer session timeout.
-    #[arg(long, env = "AUREN_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 6000)]
-    pub session_timeout_ms: u32,
-    #[arg(long, env = "AUREN_SWITCHES_TOPIC", default_value = topics::MODE_SWITCHES)]
-    pub switches_topic: String,
-    #[arg(long, env = "AUREN_DLQ_TOPIC", default_value = topics::DLQ)]
-    pub dlq_topic: String,
-}
 
 /// What the bridge keeps in memory per user, kept small: the thread id is derived from the
 /// pseudonym (the map key) when needed, and the checkpoint id is a UUID, not its text.
@@ -89,28 +62,9 @@ impl Tracked {
     }
 }
 
-/// Schema of messages on `cognitive-mode-switches`.
-pub fn switch_message(pseudonym: &str, user_id: &str, s: &ModeSwitch) -> serde_json::Value {
-    serde_json::json!({
-        "schema": 1,
-        "switch_id": s.switch_id,
-        "thread_id": thread_id(pseudonym),
-        "user_id": user_id,
-        "user_pseudonym": pseudonym,
-        "from_mode": s.from,
-        "to_mode": s.to,
-        "at": s.at,
-        "confidence": s.confidence,
-        "reasons": s.reasons,
-        "snapshot": s.snapshot,
-        "calibrating": s.calibrating,
-        "event_id": s.event_id,
-    })
-}
-
 pub struct Bridge {
-    pub args: BridgeArgs,
-    pub events_topic: String,
+    args: BridgeSettings,
+    topics: LogSettings,
     config: Arc<ConfigHandle>,
     store: Arc<dyn StateStore>,
     cache: Arc<dyn StateCache>,
@@ -127,8 +81,8 @@ pub struct Bridge {
 
 impl Bridge {
     pub fn new(
-        args: BridgeArgs,
-        events_topic: String,
+        args: BridgeSettings,
+        topics: LogSettings,
         config: Arc<ConfigHandle>,
         store: Arc<dyn StateStore>,
         cache: Arc<dyn StateCache>,
@@ -136,7 +90,7 @@ impl Bridge {
     ) -> Self {
         Self {
             args,
-            events_topic,
+            topics,
             config,
             store,
             cache,
@@ -150,24 +104,30 @@ impl Bridge {
         }
     }
 
-    /// Runs until `stop` fires. `make_source` builds a source from the stored offsets; it is
-    /// called again after a store failure, so progress restarts from the last durable point.
-    pub async fn run(
-        mut self,
-        mut make_source: crate::app::MakeSource,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
+    /// Runs until `shutdown` fires, then checkpoints what it holds. After a store or log failure
+    /// it subscribes again from its stored offsets, so progress restarts from the last durable
+    /// point.
+    pub async fn run(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
         let mut backoff = Duration::from_millis(200);
         'restart: loop {
-            let offsets = match self
+            let subscribed = match self
                 .store
-                .load_offsets(&self.args.group, &self.events_topic)
+                .load_offsets(&self.args.group, &self.topics.events_topic)
                 .await
             {
-                Ok(o) => o,
+                Ok(offsets) => self
+                    .log
+                    .subscribe(&self.args.group, &self.topics.events_topic, &offsets)
+                    .await
+                    .map(|s| (offsets, s))
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(e.into()),
+            };
+            let (offsets, mut source) = match subscribed {
+                Ok(s) => s,
                 Err(e) => {
-                    tracing::warn!(error = %e, "bridge cannot read its offsets; retrying");
-                    if wait_or_stop(&mut stop, backoff).await {
+                    tracing::warn!(error = %format!("{e:#}"), "bridge cannot resume from its offsets; retrying");
+                    if wait_or_stop(&shutdown, backoff).await {
                         return Ok(());
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -176,27 +136,28 @@ impl Bridge {
             };
             self.users.clear();
             self.read_to = offsets.iter().copied().collect();
-            let mut source = make_source(&offsets)?;
             self.outbox_pending = true;
             self.retry_outbox().await;
             let mut last_lag = Instant::now() - Duration::from_secs(60);
             loop {
-                if *stop.borrow() {
-                    let _ = self.flush_all(&mut *source).await;
+                if shutdown.is_triggered() {
+                    if let Err(e) = self.flush_all(&mut *source).await {
+                        tracing::warn!(error = %format!("{e:#}"), "final checkpoint failed; the log replays what it held");
+                    }
                     return Ok(());
                 }
                 let batch = tokio::select! {
                     b = source.poll(self.args.max_batch as usize) => b,
-                    _ = stop.changed() => continue,
+                    _ = shutdown.wait() => continue,
                 };
                 let result = match batch {
                     Ok(records) => self.process(&mut *source, records).await,
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.into()),
                 };
                 if let Err(e) = result {
                     metrics::counter!("auren_bridge_restarts_total").increment(1);
                     tracing::warn!(error = %format!("{e:#}"), "bridge batch failed; resuming from the last durable point");
-                    if wait_or_stop(&mut stop, backoff).await {
+                    if wait_or_stop(&shutdown, backoff).await {
                         return Ok(());
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -211,7 +172,7 @@ impl Bridge {
         }
     }
 
-    async fn report_lag(&self, source: &mut dyn Source) {
+    async fn report_lag(&self, source: &mut dyn Subscription) {
         let threshold = self.config.current().alerts.consumer_lag_threshold as i64;
         for (p, lag) in source.lag().await {
             metrics::gauge!("auren_consumer_lag", "partition" => p.to_string()).set(lag as f64);
@@ -256,42 +217,41 @@ impl Bridge {
     }
 
     fn dlq_record(&self, r: &SourceRecord, error: &str) -> Record {
-        let original = match std::str::from_utf8(&r.value) {
-            Ok(s) => serde_json::Value::String(s.to_string()),
-            Err(_) => {
-                serde_json::json!({ "base64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &r.value) })
-            }
+        let topic = &self.topics.events_topic;
+        let letter = DeadLetter {
+            schema: MESSAGE_SCHEMA,
+            error: error.to_string(),
+            failed_at: chrono::Utc::now(),
+            source: LogPosition {
+                topic: topic.clone(),
+                partition: r.partition,
+                offset: r.offset,
+            },
+            original: Original::of(&r.value),
         };
-        let value = serde_json::json!({
-            "schema": 1,
-            "error": error,
-            "failed_at": chrono::Utc::now(),
-            "source": {"topic": self.events_topic, "partition": r.partition, "offset": r.offset},
-            "original": original,
-        });
         Record {
             key: r.key.clone(),
             event_id: EventId::derive(&[
                 "dlq",
-                &self.events_topic,
+                topic,
                 &r.partition.to_string(),
                 &r.offset.to_string(),
             ])
             .to_string(),
-            value: value.to_string().into_bytes(),
+            value: serde_json::to_vec(&letter).unwrap_or_default(),
         }
     }
 
     async fn process(
         &mut self,
-        source: &mut dyn Source,
+        source: &mut dyn Subscription,
         records: Vec<SourceRecord>,
     ) -> anyhow::Result<()> {
         let cfg = self.config.current();
         let mut switches: Vec<(String, ModeSwitch)> = Vec::new();
         let mut dlq = Vec::new();
         let mut urgent: HashSet<String> = HashSet::new();
-        let mut points: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+        let mut points: HashMap<String, Vec<SeriesPoint>> = HashMap::new();
         let n = records.len() as u64;
         for r in records {
             let next = self.read_to.entry(r.partition).or_insert(0);
@@ -337,11 +297,15 @@ impl Bridge {
             t.version += 1;
             t.dirty_since.get_or_insert((r.partition, r.offset));
             if let Payload::Reading(reading) = &event.payload {
-                let p = serde_json::json!({"metric": reading.metric, "value": reading.value, "at": event.occurred_at, "artefact": out.artefact});
                 points
                     .entry(pseudonym.clone())
                     .or_default()
-                    .push((event.occurred_at.timestamp_millis(), p.to_string()));
+                    .push(SeriesPoint {
+                        metric: reading.metric,
+                        value: reading.value,
+                        at: event.occurred_at,
+                        artefact: out.artefact,
+                    });
             }
             if out.significant {
                 urgent.insert(pseudonym.clone());
@@ -421,7 +385,7 @@ impl Bridge {
     }
 
     /// Checkpoints every dirty user (at shutdown).
-    async fn flush_all(&mut self, source: &mut dyn Source) -> anyhow::Result<()> {
+    async fn flush_all(&mut self, source: &mut dyn Subscription) -> anyhow::Result<()> {
         let users = self.dirty_users();
         let threshold = self.config.current().alerts.checkpoint_latency_threshold;
         self.commit(source, users, Vec::new(), Vec::new(), threshold)
@@ -432,7 +396,7 @@ impl Bridge {
     /// one transaction, then publishes the switches.
     async fn commit(
         &mut self,
-        source: &mut dyn Source,
+        source: &mut dyn Subscription,
         flush_users: Vec<String>,
         switches: Vec<(String, ModeSwitch)>,
         dlq: Vec<Record>,
@@ -441,14 +405,14 @@ impl Bridge {
         // Dead letters first: the offsets below move past them only once they are durable.
         if !dlq.is_empty() {
             self.log
-                .append(&self.args.dlq_topic, dlq)
+                .append(&self.topics.dlq_topic, dlq)
                 .await
-                .map_err(|e| anyhow::anyhow!("writing to the dead-letter topic: {e}"))?;
+                .map_err(|e| anyhow::Error::from(e).context("writing to the dead-letter topic"))?;
         }
         let mut batch = CommitBatch {
             keep_checkpoints: i64::from(self.args.checkpoints_kept),
             group: self.args.group.clone(),
-            topic: self.events_topic.clone(),
+            topic: self.topics.events_topic.clone(),
             ..Default::default()
         };
         let flushing: HashSet<&String> = flush_users.iter().collect();
@@ -475,16 +439,10 @@ impl Bridge {
             new_ids.push((pseudonym.clone(), id));
         }
         for (pseudonym, s) in &switches {
-            let t = &self.users[pseudonym];
-            batch.switches.push(SwitchRow {
-                switch_id: s.switch_id.clone(),
-                thread_id: thread_id(pseudonym),
-                from_mode: s.from.as_str().into(),
-                to_mode: s.to.as_str().into(),
-                confidence: s.confidence,
-                switched_at: s.at,
-                message: switch_message(pseudonym, &t.user_id, s),
-            });
+            let user_id = self.users.get(pseudonym).map_or("", |t| t.user_id.as_str());
+            batch
+                .switches
+                .push(SwitchMessage::new(pseudonym, user_id, s));
         }
         // A partition's offset may only pass events whose effects are durable: stop at the first
         // event of any user that stays dirty.
@@ -519,10 +477,13 @@ impl Bridge {
         }
         source.committed(&batch.offsets).await;
         if !batch.switches.is_empty() {
-            let msgs: Vec<(String, serde_json::Value)> = batch
+            let msgs = batch
                 .switches
                 .into_iter()
-                .map(|s| (s.switch_id, s.message))
+                .map(|m| OutboxSwitch {
+                    key: m.user_pseudonym.clone(),
+                    message: m,
+                })
                 .collect();
             if let Err(e) = self.publish(msgs).await {
                 // Committed in the outbox; published when the outbox drains.
@@ -533,20 +494,21 @@ impl Bridge {
         Ok(())
     }
 
-    async fn publish(&self, msgs: Vec<(String, serde_json::Value)>) -> anyhow::Result<()> {
+    async fn publish(&self, msgs: Vec<OutboxSwitch>) -> anyhow::Result<()> {
         let records = msgs
             .iter()
-            .map(|(id, m)| Record {
-                key: m["user_pseudonym"].as_str().unwrap_or_default().to_string(),
-                event_id: id.clone(),
-                value: m.to_string().into_bytes(),
+            .map(|m| {
+                Ok(Record {
+                    key: m.key.clone(),
+                    event_id: m.message.switch_id.clone(),
+                    value: serde_json::to_vec(&m.message)?,
+                })
             })
-            .collect();
+            .collect::<serde_json::Result<_>>()?;
         self.log
-            .append(&self.args.switches_topic, records)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let ids: Vec<String> = msgs.into_iter().map(|(id, _)| id).collect();
+            .append(&self.topics.switches_topic, records)
+            .await?;
+        let ids: Vec<String> = msgs.into_iter().map(|m| m.message.switch_id).collect();
         self.store.mark_published(&ids).await?;
         Ok(())
     }
@@ -566,7 +528,7 @@ impl Bridge {
         }
     }
 
-    async fn cache_users(&self, points: HashMap<String, Vec<(i64, String)>>) {
+    async fn cache_users(&self, points: HashMap<String, Vec<SeriesPoint>>) {
         if points.is_empty() {
             return;
         }
@@ -576,7 +538,7 @@ impl Bridge {
             .filter_map(|(pseudonym, points)| {
                 let t = self.users.get(&pseudonym)?;
                 Some(CachedUser {
-                    state: view::state_view(&cfg, &pseudonym, &thread_id(&pseudonym), &t.state),
+                    state: StateView::of(&cfg, &pseudonym, &thread_id(&pseudonym), &t.state),
                     pseudonym,
                     points,
                 })
@@ -608,9 +570,10 @@ impl Bridge {
     }
 }
 
-async fn wait_or_stop(stop: &mut tokio::sync::watch::Receiver<bool>, d: Duration) -> bool {
+/// Waits `d`, or less when shutdown fires; true when it did.
+async fn wait_or_stop(shutdown: &Shutdown, d: Duration) -> bool {
     tokio::select! {
-        _ = tokio::time::sleep(d) => *stop.borrow(),
-        _ = stop.changed() => true,
+        _ = tokio::time::sleep(d) => shutdown.is_triggered(),
+        _ = shutdown.wait() => true,
     }
 }

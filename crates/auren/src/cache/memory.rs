@@ -1,6 +1,7 @@
 //! In-process dedup map with expiry and a size bound, for runs without Redis.
 
 use super::{CacheError, CachedUser, Claim, Dedup, StateCache};
+use crate::messages::{SeriesPoint, StateView};
 use async_trait::async_trait;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -108,7 +109,7 @@ impl Dedup for MemoryDedup {
 
 /// In-process stand-in for Redis in the embedded default: same TTL and series cap semantics.
 /// A user's cached state, series, and expiry.
-type CachedEntry = (serde_json::Value, VecDeque<(i64, String)>, Instant);
+type CachedEntry = (Option<StateView>, VecDeque<SeriesPoint>, Instant);
 
 pub struct MemoryStateCache {
     users: Mutex<HashMap<String, CachedEntry>>,
@@ -137,8 +138,8 @@ impl StateCache for MemoryStateCache {
         for u in users {
             let entry = map
                 .entry(u.pseudonym.clone())
-                .or_insert_with(|| (serde_json::Value::Null, VecDeque::new(), now));
-            entry.0 = u.state.clone();
+                .or_insert_with(|| (None, VecDeque::new(), now));
+            entry.0 = Some(u.state.clone());
             entry.1.extend(u.points.iter().cloned());
             while entry.1.len() > self.max_points {
                 entry.1.pop_front();
@@ -148,29 +149,22 @@ impl StateCache for MemoryStateCache {
         Ok(())
     }
 
-    async fn state(&self, pseudonym: &str) -> Result<Option<serde_json::Value>, CacheError> {
+    async fn state(&self, pseudonym: &str) -> Result<Option<StateView>, CacheError> {
         let map = self.users.lock().unwrap_or_else(|e| e.into_inner());
         Ok(map
             .get(pseudonym)
             .filter(|v| v.2 > Instant::now())
-            .map(|v| v.0.clone()))
+            .and_then(|v| v.0.clone()))
     }
 
-    async fn series(
-        &self,
-        pseudonym: &str,
-        limit: usize,
-    ) -> Result<Vec<serde_json::Value>, CacheError> {
+    async fn series(&self, pseudonym: &str, limit: usize) -> Result<Vec<SeriesPoint>, CacheError> {
         let map = self.users.lock().unwrap_or_else(|e| e.into_inner());
         Ok(map
             .get(pseudonym)
             .filter(|v| v.2 > Instant::now())
             .map(|v| {
                 let skip = v.1.len().saturating_sub(limit);
-                v.1.iter()
-                    .skip(skip)
-                    .filter_map(|(_, p)| serde_json::from_str(p).ok())
-                    .collect()
+                v.1.iter().skip(skip).cloned().collect()
             })
             .unwrap_or_default())
     }

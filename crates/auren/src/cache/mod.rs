@@ -11,7 +11,12 @@
 pub mod memory;
 pub mod redis;
 
+use crate::messages::{SeriesPoint, StateView};
+use crate::settings::{CacheSettings, LogSettings};
+use anyhow::Context;
 use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -24,8 +29,10 @@ pub enum Claim {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cache unavailable: {0}")]
-pub struct CacheError(pub String);
+pub enum CacheError {
+    #[error("Redis")]
+    Redis(#[from] ::redis::RedisError),
+}
 
 /// How long an in-flight claim outlives the append it guards, should its owner die before
 /// confirming or releasing it: long enough to cover a slow delivery, short enough that the
@@ -45,9 +52,9 @@ pub trait Dedup: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct CachedUser {
     pub pseudonym: String,
-    pub state: serde_json::Value,
-    /// (event time in ms, compact reading JSON), oldest first.
-    pub points: Vec<(i64, String)>,
+    pub state: StateView,
+    /// New readings, oldest first.
+    pub points: Vec<SeriesPoint>,
 }
 
 /// Latest state per user (with a TTL) and a capped time series of readings. A failure here is
@@ -55,12 +62,45 @@ pub struct CachedUser {
 #[async_trait]
 pub trait StateCache: Send + Sync + 'static {
     async fn put(&self, users: &[CachedUser]) -> Result<(), CacheError>;
-    async fn state(&self, pseudonym: &str) -> Result<Option<serde_json::Value>, CacheError>;
+    async fn state(&self, pseudonym: &str) -> Result<Option<StateView>, CacheError>;
     /// The newest `limit` points, oldest first.
-    async fn series(
-        &self,
-        pseudonym: &str,
-        limit: usize,
-    ) -> Result<Vec<serde_json::Value>, CacheError>;
+    async fn series(&self, pseudonym: &str, limit: usize) -> Result<Vec<SeriesPoint>, CacheError>;
     fn backend(&self) -> &'static str;
+}
+
+/// Opens the dedup cache the settings name: Redis when a URL is set, else in-process. An
+/// in-flight claim lives as long as the log may take to confirm, plus [`CLAIM_MARGIN`].
+pub async fn open_dedup(
+    cache: &CacheSettings,
+    log: &LogSettings,
+) -> anyhow::Result<Arc<dyn Dedup>> {
+    let claim_ttl = log.log_timeout() + CLAIM_MARGIN;
+    let ttl = Duration::from_secs(cache.dedup_ttl_seconds);
+    Ok(match &cache.redis_url {
+        Some(url) => Arc::new(
+            redis::RedisDedup::connect(url, cache.dedup_ttl_seconds, claim_ttl)
+                .await
+                .context("connecting to Redis")?,
+        ),
+        None => Arc::new(memory::MemoryDedup::new(ttl, claim_ttl, 1_000_000)),
+    })
+}
+
+/// Opens the state cache the settings name: Redis when a URL is set, else in-process.
+pub async fn open_state_cache(cache: &CacheSettings) -> anyhow::Result<Arc<dyn StateCache>> {
+    Ok(match &cache.redis_url {
+        Some(url) => Arc::new(
+            redis::RedisStateCache::connect(
+                url,
+                cache.redis_ttl_seconds,
+                cache.max_timeseries_entries,
+            )
+            .await
+            .context("connecting to Redis")?,
+        ),
+        None => Arc::new(memory::MemoryStateCache::new(
+            Duration::from_secs(cache.redis_ttl_seconds),
+            cache.max_timeseries_entries,
+        )),
+    })
 }

@@ -15,10 +15,6 @@ fn key(id: &str) -> String {
     format!("auren:dedup:{id}")
 }
 
-fn err(e: redis::RedisError) -> CacheError {
-    CacheError(e.to_string())
-}
-
 /// A reconnecting connection with short timeouts: a slow or absent Redis must degrade quickly,
 /// never stall a webhook or the bridge.
 async fn manager(url: &str) -> anyhow::Result<ConnectionManager> {
@@ -60,7 +56,7 @@ impl Dedup for RedisDedup {
         let prev: Vec<Option<String>> = pipe
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(err)?;
+            .map_err(CacheError::from)?;
         Ok(prev
             .into_iter()
             .map(|p| match p.as_deref() {
@@ -83,17 +79,27 @@ impl Dedup for RedisDedup {
         }
         pipe.query_async::<()>(&mut self.conn.clone())
             .await
-            .map_err(err)
+            .map_err(CacheError::from)
     }
 
+    /// Deletes only claims still in flight: a claim that outlived its TTL may since have been
+    /// taken and confirmed by another request, and that "done" must stand.
     async fn release(&self, ids: &[String]) -> Result<(), CacheError> {
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("DEL").arg(key(id)).ignore();
+        if ids.is_empty() {
+            return Ok(());
         }
-        pipe.query_async::<()>(&mut self.conn.clone())
+        let script = redis::Script::new(
+            "for _, k in ipairs(KEYS) do \
+               if redis.call('GET', k) == 'p' then redis.call('DEL', k) end \
+             end return 0",
+        );
+        let mut inv = script.prepare_invoke();
+        for id in ids {
+            inv.key(key(id));
+        }
+        inv.invoke_async::<()>(&mut self.conn.clone())
             .await
-            .map_err(err)
+            .map_err(CacheError::from)
     }
 
     async fn check(&self) -> Result<(), CacheError> {
@@ -101,7 +107,7 @@ impl Dedup for RedisDedup {
             .query_async::<String>(&mut self.conn.clone())
             .await
             .map(|_| ())
-            .map_err(err)
+            .map_err(CacheError::from)
     }
 
     fn backend(&self) -> &'static str {
@@ -110,6 +116,7 @@ impl Dedup for RedisDedup {
 }
 
 use super::{CachedUser, StateCache};
+use crate::messages::{SeriesPoint, StateView};
 
 /// `auren:state:<pseudonym>` (JSON, with TTL) and `auren:series:<pseudonym>` (a sorted set by
 /// event time, capped and with the same TTL, unlike the predecessor's unbounded ZSETs).
@@ -137,7 +144,7 @@ impl StateCache for RedisStateCache {
             let skey = format!("auren:state:{}", u.pseudonym);
             pipe.cmd("SET")
                 .arg(&skey)
-                .arg(u.state.to_string())
+                .arg(to_json(&u.state))
                 .arg("EX")
                 .arg(self.ttl_seconds)
                 .ignore();
@@ -145,8 +152,8 @@ impl StateCache for RedisStateCache {
                 let zkey = format!("auren:series:{}", u.pseudonym);
                 let mut zadd = redis::cmd("ZADD");
                 zadd.arg(&zkey);
-                for (score, member) in &u.points {
-                    zadd.arg(*score).arg(member);
+                for p in &u.points {
+                    zadd.arg(p.at.timestamp_millis()).arg(to_json(p));
                 }
                 pipe.add_command(zadd).ignore();
                 pipe.cmd("ZREMRANGEBYRANK")
@@ -159,30 +166,27 @@ impl StateCache for RedisStateCache {
         }
         pipe.query_async::<()>(&mut self.conn.clone())
             .await
-            .map_err(err)
+            .map_err(CacheError::from)
     }
 
-    async fn state(&self, pseudonym: &str) -> Result<Option<serde_json::Value>, CacheError> {
+    async fn state(&self, pseudonym: &str) -> Result<Option<StateView>, CacheError> {
         let v: Option<String> = redis::cmd("GET")
             .arg(format!("auren:state:{pseudonym}"))
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(err)?;
+            .map_err(CacheError::from)?;
+        // An entry written by another version is a miss, not an error: the store has the truth.
         Ok(v.and_then(|s| serde_json::from_str(&s).ok()))
     }
 
-    async fn series(
-        &self,
-        pseudonym: &str,
-        limit: usize,
-    ) -> Result<Vec<serde_json::Value>, CacheError> {
+    async fn series(&self, pseudonym: &str, limit: usize) -> Result<Vec<SeriesPoint>, CacheError> {
         let v: Vec<String> = redis::cmd("ZRANGE")
             .arg(format!("auren:series:{pseudonym}"))
             .arg(-(limit as i64))
             .arg(-1)
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(err)?;
+            .map_err(CacheError::from)?;
         Ok(v.iter()
             .filter_map(|s| serde_json::from_str(s).ok())
             .collect())
@@ -191,4 +195,8 @@ impl StateCache for RedisStateCache {
     fn backend(&self) -> &'static str {
         "redis"
     }
+}
+
+fn to_json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }

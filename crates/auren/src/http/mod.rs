@@ -25,7 +25,7 @@ pub struct AppState {
 }
 
 pub struct Inner {
-    pub secrets: crate::config::Secrets,
+    pub secrets: crate::settings::Secrets,
     pub pseudonyms: Pseudonymizer,
     pub log: Arc<dyn EventLog>,
     pub keys: Arc<dyn KeyStore>,

@@ -67,3 +67,16 @@ impl IntoResponse for Problem {
         resp
     }
 }
+
+/// Every store failure reaches a client the same way: 503 with a retry hint. The cause is logged
+/// here, once, with its source chain; the client sees no internals.
+impl From<crate::store::StoreError> for Problem {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::warn!(error = %crate::telemetry::chain(&e), "state store unavailable");
+        Problem::unavailable(
+            "store_unavailable",
+            "the state store is unavailable; retry shortly",
+            5,
+        )
+    }
+}

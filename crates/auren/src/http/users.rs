@@ -5,12 +5,13 @@
 
 use super::problem::Problem;
 use super::{bearer_token, AppState};
+use crate::messages::{SeriesPoint, StateView};
 use auren_core::signature::constant_time_eq;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 fn is_admin(state: &AppState, token: &str) -> bool {
@@ -63,11 +64,7 @@ async fn require_user_or_admin(
             "invalid_api_key",
             "the token is neither the admin token nor a known key",
         )),
-        Err(_) => Err(Problem::unavailable(
-            "store_unavailable",
-            "could not check the key; retry shortly",
-            5,
-        )),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -93,14 +90,7 @@ pub async fn user_state(
                 .inner
                 .state_store
                 .load_user(&pseudonym)
-                .await
-                .map_err(|_| {
-                    Problem::unavailable(
-                        "store_unavailable",
-                        "could not read the state store; retry shortly",
-                        5,
-                    )
-                })?
+                .await?
                 .ok_or_else(|| {
                     Problem::new(
                         StatusCode::NOT_FOUND,
@@ -118,22 +108,36 @@ pub async fn user_state(
                 })?;
             let cfg = state.inner.config.current();
             (
-                crate::bridge::view::state_view(&cfg, &pseudonym, &stored.thread_id, &s),
+                StateView::of(&cfg, &pseudonym, &stored.thread_id, &s),
                 "checkpoint",
             )
         }
     };
-    let recent = state
+    let recent_readings = state
         .inner
         .state_cache
         .series(&pseudonym, 20)
         .await
         .unwrap_or_default();
-    let mut body = view;
-    body["user_id"] = json!(user_id);
-    body["source"] = json!(source);
-    body["recent_readings"] = json!(recent);
-    Ok(Json(body).into_response())
+    Ok(Json(StateResponse {
+        view,
+        user_id,
+        source,
+        recent_readings,
+    })
+    .into_response())
+}
+
+/// `GET /users/{id}/state`: the state view, whose it is, where it was read from, and the
+/// newest cached readings.
+#[derive(Serialize)]
+struct StateResponse {
+    #[serde(flatten)]
+    view: StateView,
+    user_id: String,
+    /// `cache` or `checkpoint`.
+    source: &'static str,
+    recent_readings: Vec<SeriesPoint>,
 }
 
 #[derive(Deserialize)]
@@ -150,18 +154,7 @@ pub async fn user_modes(
     require_user_or_admin(&state, &headers, &user_id).await?;
     let pseudonym = state.inner.pseudonyms.pseudonym(&user_id);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let modes = state
-        .inner
-        .state_store
-        .history(&pseudonym, limit)
-        .await
-        .map_err(|_| {
-            Problem::unavailable(
-                "store_unavailable",
-                "could not read the mode history; retry shortly",
-                5,
-            )
-        })?;
+    let modes = state.inner.state_store.history(&pseudonym, limit).await?;
     Ok(Json(json!({"user_id": user_id, "modes": modes})).into_response())
 }
 
@@ -192,15 +185,7 @@ pub async fn issue_key(
             "user id must be 1 to 256 characters",
         ));
     }
-    let key = crate::store::issue_key(state.inner.keys.as_ref(), &user_id)
-        .await
-        .map_err(|_| {
-            Problem::unavailable(
-                "store_unavailable",
-                "could not store the key; retry shortly",
-                5,
-            )
-        })?;
+    let key = crate::store::issue_key(state.inner.keys.as_ref(), &user_id).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"user_id": user_id, "key": key.0})),

@@ -103,7 +103,7 @@ async fn append(state: &AppState, events: &[BiometricEvent]) -> Result<Vec<Appen
             1,
         )),
         Ok(Err(e)) => {
-            tracing::warn!(backend = state.inner.log.backend(), error = %e, "event log append failed");
+            tracing::warn!(backend = state.inner.log.backend(), error = %crate::telemetry::chain(&e), "event log append failed");
             Err(Problem::unavailable(
                 "log_unavailable",
                 "the event log could not make the event durable; nothing was acknowledged",
@@ -236,14 +236,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, P
             "invalid_api_key",
             "the API key is not known or was revoked",
         )),
-        Err(e) => {
-            tracing::warn!(error = %e, "key store unavailable");
-            Err(Problem::unavailable(
-                "store_unavailable",
-                "could not check the API key; retry shortly",
-                5,
-            ))
-        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -1,26 +1,23 @@
-//! The durable event log: what a webhook is acknowledged against.
+//! The durable event log: what a webhook is acknowledged against and what the bridge consumes.
 //!
-//! Two adapters behind one small trait: Kafka (production) and an embedded SQLite file (the
-//! default, no services needed). Both partition by the user's pseudonym so each user's events
-//! stay in order, both number records by (partition, offset), and both only return from
-//! [`EventLog::append`] once the records are durable: the HTTP layer answers 2xx after that and
-//! never before.
+//! One port, [`EventLog`], with two adapters: Kafka (production, [`kafka`]) and an embedded SQLite
+//! file (the default, no services needed, [`embedded`]). Both partition by the record's key (a
+//! user's pseudonym), so each user's events stay in order; both number records by (partition,
+//! offset); both only return from [`EventLog::append`] once the records are durable, so the HTTP
+//! layer answers 2xx after that and never before. [`open`] is the one place that picks the
+//! backend: nothing outside this folder asks which one is in use.
 
 pub mod embedded;
 pub mod kafka;
 
+use crate::cache::Dedup;
+use crate::settings::{DataSettings, LogSettings};
 use async_trait::async_trait;
+use futures::stream::BoxStream;
+use std::sync::Arc;
 
-/// Topic names shared by both backends.
-pub mod topics {
-    pub const EVENTS: &str = "biometric-events";
-    pub const DLQ: &str = "biometric-events.dlq";
-    pub const MODE_SWITCHES: &str = "cognitive-mode-switches";
-    pub const ALL: [&str; 3] = [EVENTS, DLQ, MODE_SWITCHES];
-}
-
-/// One record to append. `key` is the user's pseudonym (never a raw id); `event_id` is the
-/// event's deterministic id, used to refuse duplicates.
+/// One record to append. `key` is the partition key, a user's pseudonym (never a raw id);
+/// `event_id` is the record's deterministic id, used to refuse duplicates.
 #[derive(Debug, Clone)]
 pub struct Record {
     pub key: String,
@@ -35,7 +32,7 @@ pub enum Appended {
         partition: i32,
         offset: i64,
     },
-    /// An event with this id is already in the log; nothing was written.
+    /// A record with this id is already in the log; nothing was written.
     Duplicate,
 }
 
@@ -55,19 +52,123 @@ pub struct LoggedRecord {
 pub enum LogError {
     #[error("event log unavailable: {0}")]
     Unavailable(String),
+    #[error("Kafka")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("embedded log")]
+    Embedded(#[source] Arc<rusqlite::Error>),
     #[error("event log did not confirm in time")]
     Timeout,
-    /// Another request is writing an event with the same id right now; retry shortly.
-    #[error("an event with the same id is being written by another request")]
+    /// Another request is writing a record with the same id right now; retry shortly.
+    #[error("a record with the same id is being written by another request")]
     InFlight,
+    #[error("topic {0} does not exist")]
+    UnknownTopic(String),
+}
+
+impl From<rusqlite::Error> for LogError {
+    fn from(e: rusqlite::Error) -> Self {
+        LogError::Embedded(Arc::new(e))
+    }
+}
+
+/// Where a reader starts in each partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Beginning,
+    End,
+}
+
+/// Records as a reader sees them: every partition, in order within each.
+pub type RecordStream = BoxStream<'static, Result<LoggedRecord, LogError>>;
+
+/// A record delivered to a consumer group member.
+#[derive(Debug, Clone)]
+pub struct SourceRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+/// A consumer group member reading one topic from positions its owner stored.
+#[async_trait]
+pub trait Subscription: Send {
+    /// Up to `max` records, waiting a short while when there are none.
+    async fn poll(&mut self, max: usize) -> Result<Vec<SourceRecord>, LogError>;
+    /// The owner made everything before these next-offsets durable.
+    async fn committed(&mut self, offsets: &[(i32, i64)]);
+    /// Records not yet consumed, per partition.
+    async fn lag(&mut self) -> Vec<(i32, i64)>;
 }
 
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
     /// Appends all records durably, or fails. On failure the records that did land are
-    /// remembered as written, so a retry of the same request adds each event exactly once.
+    /// remembered as written, so a retry of the same request adds each record exactly once.
     async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Appended>, LogError>;
-    /// Answers whether the log can take writes now (for /ready).
+
+    /// Joins consumer group `group` on `topic`, starting each partition at the next-offset in
+    /// `start` (the positions the caller stored with its own state), else at the beginning.
+    async fn subscribe(
+        &self,
+        group: &str,
+        topic: &str,
+        start: &[(i32, i64)],
+    ) -> Result<Box<dyn Subscription>, LogError>;
+
+    /// Reads `topic` outside any group: from its beginning or its end, stopping at the end the
+    /// log had when reading started unless `follow`. An unknown topic is an
+    /// [`LogError::UnknownTopic`] item.
+    fn read(&self, topic: &str, from: StartAt, follow: bool) -> RecordStream;
+
+    /// The next offset to be written in each partition of `topic` (its end), for lag and for
+    /// readers that wait until a consumer has caught up.
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, LogError>;
+
+    /// Creates topics with `partitions` partitions; existing ones keep theirs. Returns
+    /// (topic, created?) pairs in the order given.
+    async fn create_topics(
+        &self,
+        topics: &[&str],
+        partitions: i32,
+        replication_factor: i32,
+    ) -> Result<Vec<(String, bool)>, LogError>;
+
+    /// Answers whether the log can take writes now (for /ready and at start).
     async fn check(&self) -> Result<(), LogError>;
+
+    /// Makes everything appended so far durable and stops writing; appends after it fail.
+    async fn close(&self);
+
     fn backend(&self) -> &'static str;
+}
+
+/// Opens the log the settings name: Kafka when bootstrap servers are set, else the embedded log
+/// under the data directory. `dedup` stops duplicates in front of Kafka, which cannot refuse one.
+pub fn open(
+    data: &DataSettings,
+    settings: &LogSettings,
+    dedup: Arc<dyn Dedup>,
+) -> anyhow::Result<Arc<dyn EventLog>> {
+    Ok(match &settings.kafka_bootstrap_servers {
+        Some(servers) => Arc::new(kafka::KafkaLog::new(servers, settings, dedup)?),
+        None => Arc::new(embedded::EmbeddedLog::open(
+            &data.data_dir,
+            settings.embedded_partitions,
+        )?),
+    })
+}
+
+/// Bridges a blocking reader into a [`RecordStream`]: the reader runs on the blocking pool and
+/// stops as soon as the stream is dropped (its next send fails).
+pub(crate) fn blocking_stream(
+    read: impl FnOnce(&dyn Fn(Result<LoggedRecord, LogError>) -> bool) + Send + 'static,
+) -> RecordStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    tokio::task::spawn_blocking(move || {
+        read(&|item| tx.blocking_send(item).is_ok());
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }

@@ -1,27 +1,40 @@
 //! The state store: PostgreSQL in production, SQLite under the data directory by default.
-//! For ingest it holds the per-user API keys.
+//!
+//! Two ports over the same database: [`KeyStore`] (per-user API keys, for ingest) and
+//! [`StateStore`] (the bridge's threads, checkpoints, mode history and outbox, and consumed
+//! offsets). Each dialect has its schema in `crates/auren/migrations/{postgres,sqlite}`, side by
+//! side, and the statements they share in [`sql`]. [`open`] is the one place that picks the
+//! backend.
 
-pub mod postgres;
-pub mod sqlite;
+mod postgres;
+mod sql;
+mod sqlite;
 
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::messages::SwitchMessage;
+use crate::settings::{DataSettings, StoreSettings};
+use anyhow::Context;
 use async_trait::async_trait;
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
-#[error("state store unavailable: {0}")]
-pub struct StoreError(pub String);
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError(e.to_string())
-    }
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError(e.to_string())
-    }
+pub enum StoreError {
+    #[error("PostgreSQL")]
+    Postgres(#[from] sqlx::Error),
+    #[error("PostgreSQL migrations")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("SQLite")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("state store file")]
+    Io(#[from] std::io::Error),
+    #[error("the state store's worker task failed")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("a stored message is not valid JSON")]
+    Json(#[from] serde_json::Error),
 }
 
 /// A freshly issued key: shown once, stored only as its hash.
@@ -84,16 +97,12 @@ pub struct CheckpointRow {
     pub last_position: Option<(i32, i64)>,
 }
 
-#[derive(Debug, Clone)]
-pub struct SwitchRow {
-    pub switch_id: String,
-    pub thread_id: String,
-    pub from_mode: String,
-    pub to_mode: String,
-    pub confidence: f64,
-    pub switched_at: chrono::DateTime<chrono::Utc>,
-    /// The message published for the agent.
-    pub message: serde_json::Value,
+/// A switch in the outbox: the message and the partition key it is published under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxSwitch {
+    /// The user's pseudonym.
+    pub key: String,
+    pub message: SwitchMessage,
 }
 
 /// Everything one bridge batch makes durable, in one transaction.
@@ -105,7 +114,8 @@ pub struct CommitBatch {
     pub topic: String,
     pub offsets: Vec<(i32, i64)>,
     pub checkpoints: Vec<CheckpointRow>,
-    pub switches: Vec<SwitchRow>,
+    /// New switches; a switch id already in the history is kept once.
+    pub switches: Vec<SwitchMessage>,
 }
 
 /// The bridge's durable state: threads, checkpoints, mode history (and its outbox), offsets.
@@ -116,21 +126,44 @@ pub trait StateStore: Send + Sync + 'static {
     /// Writes checkpoints, switches (once each, by switch id) and offsets atomically.
     async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError>;
     /// Switches committed but not yet published, oldest first.
-    async fn unpublished(&self, limit: i64)
-        -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+    async fn unpublished(&self, limit: i64) -> Result<Vec<OutboxSwitch>, StoreError>;
     async fn mark_published(&self, switch_ids: &[String]) -> Result<(), StoreError>;
     /// A user's switches, newest first.
-    async fn history(
-        &self,
-        pseudonym: &str,
-        limit: i64,
-    ) -> Result<Vec<serde_json::Value>, StoreError>;
+    async fn history(&self, pseudonym: &str, limit: i64) -> Result<Vec<SwitchMessage>, StoreError>;
     async fn check(&self) -> Result<(), StoreError>;
     fn backend(&self) -> &'static str;
 }
 
-/// The stable thread id of a user: derived from the keyed pseudonym, so it survives restarts
-/// and never exposes the raw id.
-pub fn thread_id(pseudonym: &str) -> String {
-    format!("thr_{}", pseudonym.trim_start_matches("u_"))
+/// The state store, seen through both of its roles.
+#[derive(Clone)]
+pub struct Stores {
+    pub keys: Arc<dyn KeyStore>,
+    pub state: Arc<dyn StateStore>,
+}
+
+/// Opens (and migrates) the store the settings name: PostgreSQL when a URL is set, else SQLite
+/// under the data directory.
+pub async fn open(data: &DataSettings, settings: &StoreSettings) -> anyhow::Result<Stores> {
+    Ok(match &settings.postgres_url {
+        Some(url) => {
+            let s = Arc::new(
+                PgStore::connect(url)
+                    .await
+                    .context("connecting to PostgreSQL")?,
+            );
+            Stores {
+                keys: s.clone(),
+                state: s,
+            }
+        }
+        None => {
+            let s = Arc::new(
+                SqliteStore::open(&data.data_dir).context("opening the SQLite state store")?,
+            );
+            Stores {
+                keys: s.clone(),
+                state: s,
+            }
+        }
+    })
 }

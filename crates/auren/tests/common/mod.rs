@@ -3,12 +3,17 @@
 //! Every test gets its own topic, database and data directory, so tests run in parallel.
 #![allow(dead_code)]
 
-use auren::config::{BackendArgs, SecretArgs, ServiceArgs};
+use auren::log::{LogError, StartAt};
+use auren::root::Backends;
+use auren::settings::Settings;
+use auren::shutdown::Shutdown;
 use auren_core::signature::hmac_sha256;
 use base64::Engine;
+use futures::StreamExt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const OURA_SECRET: &str = "oura_test_client_secret";
@@ -66,8 +71,13 @@ pub async fn fresh_database() -> String {
     format!("{base}/{name}")
 }
 
-pub async fn create_topic(bootstrap: &str, topic: &str) {
-    auren::log::kafka::create_topics(bootstrap, &[topic], 3, 1)
+/// Creates `topic` through the log port, on whichever log `settings` names.
+pub async fn create_topic(settings: &Settings, topic: &str) {
+    Backends::new(settings.backends())
+        .log()
+        .await
+        .unwrap()
+        .create_topics(&[topic], 3, 1)
         .await
         .expect("the Kafka-wire broker must run (scripts/test.sh starts Tansu)");
 }
@@ -76,78 +86,83 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub client: reqwest::Client,
-    pub args: ServiceArgs,
+    /// The settings the app runs with: the defaults plus this test's overrides.
+    pub args: Settings,
+    /// The app's own composition root: the tests read and write through the same ports.
+    pub backends: Arc<Backends>,
     pub data_dir: tempfile::TempDir,
     pub topic: String,
     pub state: auren::http::AppState,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    shutdown: Shutdown,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-pub async fn service_args(o: &Options, data_dir: &Path) -> ServiceArgs {
-    let topic = unique("events");
-    let switches = unique("switches");
-    let dlq = unique("dlq");
-    let bootstrap = o.bootstrap.clone().unwrap_or_else(kafka_bootstrap);
+/// The defaults plus this test's overrides: private topics, group and database, loopback
+/// listeners, fixed secrets.
+pub async fn service_args(o: &Options, data_dir: &Path) -> Settings {
+    let mut s = Settings::defaults();
+    s.http.http_addr = "127.0.0.1:0".parse().unwrap();
+    s.metrics.metrics_addr = "127.0.0.1:0".parse().unwrap();
+    s.data.data_dir = data_dir.to_path_buf();
+    s.log.events_topic = unique("events");
+    s.log.switches_topic = unique("switches");
+    s.log.dlq_topic = unique("dlq");
     if o.kafka {
-        for t in [&topic, &switches, &dlq] {
-            if !(o.no_switches_topic && t == &switches) {
-                create_topic(&bootstrap, t).await;
+        s.log.kafka_bootstrap_servers = Some(o.bootstrap.clone().unwrap_or_else(kafka_bootstrap));
+        for t in [&s.log.events_topic, &s.log.switches_topic, &s.log.dlq_topic] {
+            if !(o.no_switches_topic && t == &s.log.switches_topic) {
+                create_topic(&s, t).await;
             }
         }
     }
-    ServiceArgs {
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        backends: BackendArgs {
-            data_dir: data_dir.to_path_buf(),
-            kafka_bootstrap_servers: o.kafka.then_some(bootstrap),
-            postgres_url: if o.postgres {
-                Some(fresh_database().await)
-            } else {
-                None
-            },
-            redis_url: o.redis.then(redis_url),
-            events_topic: topic,
-            embedded_partitions: 3,
-            dedup_ttl_seconds: 3600,
-        },
-        max_concurrent_events: o.max_concurrent_events.unwrap_or(50),
-        admission_wait_ms: 250,
-        log_timeout_ms: o.log_timeout_ms.unwrap_or(5000),
-        max_body_bytes: o.max_body_bytes.unwrap_or(1024 * 1024),
-        biometric_config: o.biometric_config.clone(),
-        bridge: auren::bridge::BridgeArgs {
-            group: unique("bridge"),
-            max_batch: 500,
-            max_users_in_memory: 10_000,
-            redis_ttl_seconds: 3600,
-            max_timeseries_entries: 100,
-            checkpoints_kept: 3,
-            session_timeout_ms: 6000,
-            switches_topic: switches,
-            dlq_topic: dlq,
-        },
-        no_bridge: !o.bridge,
-        secrets: SecretArgs {
-            oura_client_secret: Some(OURA_SECRET.into()),
-            oura_verification_token: Some(OURA_TOKEN.into()),
-            whoop_client_secret: Some(WHOOP_SECRET.into()),
-            pseudonym_key: Some(PSEUDONYM_KEY.into()),
-            dev_mode: false,
-            admin_token: Some("admin-token".into()),
-        },
+    if o.postgres {
+        s.store.postgres_url = Some(fresh_database().await);
     }
+    s.cache.redis_url = o.redis.then(redis_url);
+    s.cache.dedup_ttl_seconds = 3600;
+    s.cache.redis_ttl_seconds = 3600;
+    s.cache.max_timeseries_entries = 100;
+    s.ingest.max_concurrent_events = o.max_concurrent_events.unwrap_or(50);
+    s.log.log_timeout_ms = o.log_timeout_ms.unwrap_or(5000);
+    s.ingest.max_body_bytes = o.max_body_bytes.unwrap_or(1024 * 1024);
+    s.bridge.biometric_config = o.biometric_config.clone();
+    s.bridge.group = unique("bridge");
+    s.bridge.max_users_in_memory = 10_000;
+    s.bridge.checkpoints_kept = 3;
+    s.secrets.oura_client_secret = Some(OURA_SECRET.into());
+    s.secrets.oura_verification_token = Some(OURA_TOKEN.into());
+    s.secrets.whoop_client_secret = Some(WHOOP_SECRET.into());
+    s.secrets.pseudonym_key = Some(PSEUDONYM_KEY.into());
+    s.secrets.admin_token = Some(ADMIN.into());
+    s.telemetry.rust_log = std::env::var("AUREN_TEST_CHILD_LOG").unwrap_or_else(|_| "warn".into());
+    s
+}
+
+/// An `auren` child process whose environment is exactly `settings` (nothing inherited from the
+/// test's own environment for any setting).
+pub fn auren_command(settings: &Settings) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_auren"));
+    for (k, v) in settings.to_env() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.env_remove("AUREN_CONFIG");
+    cmd
 }
 
 impl TestApp {
     pub async fn spawn(o: Options) -> TestApp {
-        if std::env::var_os("RUST_LOG").is_some() {
-            auren::telemetry::init_tracing();
-        }
         let data_dir = tempfile::tempdir().unwrap();
         let args = service_args(&o, data_dir.path()).await;
-        let service = auren::app::Service::build(&args)
+        if std::env::var_os("RUST_LOG").is_some() {
+            let mut t = args.telemetry.clone();
+            t.rust_log = std::env::var("RUST_LOG").unwrap();
+            auren::telemetry::init_tracing(&t);
+        }
+        let backends = Arc::new(Backends::new(args.backends()));
+        let service = auren::app::Service::build(&args, backends.clone(), o.bridge)
             .await
             .expect("service builds");
         let state = service.state.clone();
@@ -155,19 +170,18 @@ impl TestApp {
         let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = api.local_addr().unwrap();
         let metrics_addr = metrics.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(service.run(api, metrics, async {
-            let _ = rx.await;
-        }));
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(service.run(api, metrics, shutdown.clone()));
         TestApp {
             addr,
             metrics_addr,
             client: reqwest::Client::new(),
-            topic: args.backends.events_topic.clone(),
+            topic: args.log.events_topic.clone(),
             args,
+            backends,
             data_dir,
             state,
-            stop: Some(tx),
+            shutdown,
             task: Some(task),
         }
     }
@@ -177,16 +191,14 @@ impl TestApp {
     }
 
     pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.shutdown.trigger();
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();
         }
     }
 
     pub async fn issue_key(&self, user: &str) -> String {
-        let store = auren::app::key_store(&self.args.backends).await.unwrap();
+        let store = self.backends.keys().await.unwrap();
         auren::store::issue_key(store.as_ref(), user)
             .await
             .unwrap()
@@ -240,33 +252,27 @@ impl TestApp {
     }
 
     /// All events in this app's topic, read back by a real consumer of the configured log.
-    pub fn logged_events(&self) -> Vec<serde_json::Value> {
-        read_log(&self.args.backends)
+    pub async fn logged_events(&self) -> Vec<serde_json::Value> {
+        self.records(&self.topic).await
     }
 }
 
-pub fn read_log(b: &BackendArgs) -> Vec<serde_json::Value> {
+/// Every record of `topic` through the log port, parsed; a topic never written is empty.
+pub async fn read_records(log: &dyn auren::log::EventLog, topic: &str) -> Vec<serde_json::Value> {
+    let mut stream = log.read(topic, StartAt::Beginning, false);
     let mut out = Vec::new();
-    if let Some(servers) = &b.kafka_bootstrap_servers {
-        auren::log::kafka::read(servers, &b.events_topic, true, false, None, |r| {
-            out.push(serde_json::from_slice(&r.value)?);
-            Ok(())
-        })
-        .unwrap();
-    } else {
-        let Ok(reader) = auren::log::embedded::EmbeddedReader::open(&b.data_dir) else {
-            return out;
-        };
-        let parts = reader.partitions(&b.events_topic).unwrap().unwrap_or(0);
-        for p in 0..parts as i32 {
-            for r in reader.fetch(&b.events_topic, p, 0, 1_000_000).unwrap() {
-                out.push(serde_json::from_slice(&r.value).unwrap());
-            }
+    while let Some(r) = stream.next().await {
+        match r {
+            // A record that is not JSON (a test's foreign producer) shows as its text.
+            Ok(r) => out.push(serde_json::from_slice(&r.value).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&r.value).into_owned())
+            })),
+            Err(LogError::UnknownTopic(_)) => break,
+            Err(e) => panic!("reading {topic}: {e}"),
         }
     }
     out
 }
-
 pub fn now_secs() -> String {
     chrono::Utc::now().timestamp().to_string()
 }
@@ -423,30 +429,21 @@ where
     }
 }
 
-/// `read_topic` off the async runtime: log readers block.
-pub async fn records(b: &BackendArgs, topic: &str) -> Vec<serde_json::Value> {
-    let (b, topic) = (b.clone(), topic.to_string());
-    tokio::task::spawn_blocking(move || read_topic(&b, &topic))
-        .await
-        .unwrap()
-}
-
-/// Every record of `topic`, parsed, from whichever log `b` names.
-pub fn read_topic(b: &BackendArgs, topic: &str) -> Vec<serde_json::Value> {
-    let mut b = b.clone();
-    b.events_topic = topic.to_string();
-    read_log(&b)
+/// Every record of `topic`, parsed, from whichever log `settings` names.
+pub async fn records(settings: &Settings, topic: &str) -> Vec<serde_json::Value> {
+    let backends = Backends::new(settings.backends());
+    read_records(backends.log().await.unwrap().as_ref(), topic).await
 }
 
 impl TestApp {
     /// Every record of one of this app's topics.
     pub async fn records(&self, topic: &str) -> Vec<serde_json::Value> {
-        records(&self.args.backends, topic).await
+        read_records(self.backends.log().await.unwrap().as_ref(), topic).await
     }
 
     /// The first mode switch this app published, waiting up to `secs` for it.
     pub async fn first_switch(&self, secs: u64, what: &str) -> serde_json::Value {
-        let topic = &self.args.bridge.switches_topic;
+        let topic = &self.args.log.switches_topic;
         eventually(secs, what, || async {
             self.records(topic).await.into_iter().next()
         })

@@ -3,10 +3,15 @@
 //! `append` sends every record, then waits for every delivery report; only when the broker has
 //! confirmed all of them does the caller get `Ok` (and the HTTP 2xx). Kafka cannot refuse a
 //! duplicate, so duplicates are stopped in front of it by the [`Dedup`] cache, claimed before the
-//! send and confirmed after the delivery report.
+//! send and confirmed after the delivery report. The bridge's group consumer is in [`consumer`].
 
-use super::{Appended, EventLog, LogError, LoggedRecord, Record};
+mod consumer;
+
+use super::{
+    Appended, EventLog, LogError, LoggedRecord, Record, RecordStream, StartAt, Subscription,
+};
 use crate::cache::{Claim, Dedup};
+use crate::settings::LogSettings;
 use async_trait::async_trait;
 use futures::future::join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -32,6 +37,8 @@ pub struct KafkaLog {
     poisoned: AtomicBool,
     dedup: Arc<dyn Dedup>,
     timeout: Duration,
+    bootstrap: String,
+    session_timeout_ms: u32,
 }
 
 /// `timeout` is the caller's whole budget; the producer gives up a little earlier, so its
@@ -51,7 +58,12 @@ pub fn producer_config(bootstrap: &str, timeout: Duration) -> ClientConfig {
 }
 
 impl KafkaLog {
-    pub fn new(bootstrap: &str, timeout: Duration, dedup: Arc<dyn Dedup>) -> anyhow::Result<Self> {
+    pub fn new(
+        bootstrap: &str,
+        settings: &LogSettings,
+        dedup: Arc<dyn Dedup>,
+    ) -> Result<Self, LogError> {
+        let timeout = settings.log_timeout();
         let config = producer_config(bootstrap, timeout);
         let producer: FutureProducer = config.create()?;
         Ok(Self {
@@ -60,15 +72,14 @@ impl KafkaLog {
             poisoned: AtomicBool::new(false),
             dedup,
             timeout,
+            bootstrap: bootstrap.to_string(),
+            session_timeout_ms: settings.kafka_session_timeout_ms,
         })
     }
 
     fn producer(&self) -> Result<FutureProducer, LogError> {
         if self.poisoned.swap(false, Ordering::AcqRel) {
-            let fresh: FutureProducer = self
-                .config
-                .create()
-                .map_err(|e| LogError::Unavailable(e.to_string()))?;
+            let fresh: FutureProducer = self.config.create()?;
             tracing::info!("replacing the Kafka producer after failed deliveries");
             *self.producer.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         }
@@ -79,14 +90,11 @@ impl KafkaLog {
             .clone())
     }
 
-    /// Waits for in-flight deliveries before shutdown.
-    pub fn flush(&self, timeout: Duration) {
-        let producer = self
-            .producer
+    fn current_producer(&self) -> FutureProducer {
+        self.producer
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let _ = producer.flush(Timeout::After(timeout));
+            .clone()
     }
 }
 
@@ -158,7 +166,7 @@ impl EventLog for KafkaLog {
                 }
                 Err((e, _)) => {
                     failed.push(id.clone());
-                    first_error.get_or_insert_with(|| e.to_string());
+                    first_error.get_or_insert(LogError::Kafka(e));
                 }
             }
         }
@@ -171,26 +179,90 @@ impl EventLog for KafkaLog {
         if let Some(e) = first_error {
             self.poisoned.store(true, Ordering::Release);
             let _ = self.dedup.release(&failed).await;
-            return Err(LogError::Unavailable(e));
+            return Err(e);
         }
         Ok(outcomes)
     }
 
+    async fn subscribe(
+        &self,
+        group: &str,
+        topic: &str,
+        start: &[(i32, i64)],
+    ) -> Result<Box<dyn Subscription>, LogError> {
+        Ok(Box::new(consumer::KafkaSubscription::new(
+            &self.bootstrap,
+            group,
+            topic,
+            start,
+            self.session_timeout_ms,
+        )?))
+    }
+
+    fn read(&self, topic: &str, from: StartAt, follow: bool) -> RecordStream {
+        let (bootstrap, topic) = (self.bootstrap.clone(), topic.to_string());
+        super::blocking_stream(move |send| {
+            let result = read(&bootstrap, &topic, from, follow, |r| Ok(send(Ok(r))));
+            if let Err(e) = result {
+                send(Err(e));
+            }
+        })
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, LogError> {
+        let (bootstrap, topic) = (self.bootstrap.clone(), topic.to_string());
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .create()?;
+            let timeout = Duration::from_secs(10);
+            let md = consumer.fetch_metadata(Some(&topic), Timeout::After(timeout))?;
+            let parts: Vec<i32> = md
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic)
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            if parts.is_empty() {
+                return Err(LogError::UnknownTopic(topic));
+            }
+            parts
+                .into_iter()
+                .map(|p| Ok((p, consumer.fetch_watermarks(&topic, p, timeout)?.1)))
+                .collect()
+        })
+        .await
+        .map_err(|e| LogError::Unavailable(format!("Kafka metadata: {e}")))?
+    }
+
+    async fn create_topics(
+        &self,
+        topics: &[&str],
+        partitions: i32,
+        replication_factor: i32,
+    ) -> Result<Vec<(String, bool)>, LogError> {
+        create_topics(&self.bootstrap, topics, partitions, replication_factor).await
+    }
+
     async fn check(&self) -> Result<(), LogError> {
-        let producer = self
-            .producer
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let producer = self.current_producer();
         tokio::task::spawn_blocking(move || {
             producer
                 .client()
                 .fetch_metadata(None, Timeout::After(Duration::from_secs(2)))
                 .map(|_| ())
-                .map_err(|e| LogError::Unavailable(e.to_string()))
+                .map_err(LogError::from)
         })
         .await
         .map_err(|e| LogError::Unavailable(e.to_string()))?
+    }
+
+    async fn close(&self) {
+        let producer = self.current_producer();
+        let _ = tokio::task::spawn_blocking(move || {
+            producer.flush(Timeout::After(Duration::from_secs(10)))
+        })
+        .await;
     }
 
     fn backend(&self) -> &'static str {
@@ -209,12 +281,12 @@ impl Drop for PoisonOnDrop<'_> {
 }
 
 /// Creates topics; existing ones are left as they are. Returns (topic, created?) pairs.
-pub async fn create_topics(
+async fn create_topics(
     bootstrap: &str,
     topics: &[&str],
     partitions: i32,
     replication: i32,
-) -> anyhow::Result<Vec<(String, bool)>> {
+) -> Result<Vec<(String, bool)>, LogError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;
@@ -231,26 +303,29 @@ pub async fn create_topics(
         .map(|r| match r {
             Ok(t) => Ok((t, true)),
             Err((t, RDKafkaErrorCode::TopicAlreadyExists)) => Ok((t, false)),
-            Err((t, e)) => Err(anyhow::anyhow!("creating topic {t}: {e}")),
+            Err((t, e)) => Err(LogError::Unavailable(format!("creating topic {t}: {e}"))),
         })
         .collect()
 }
 
-/// Reads a topic for `auren log read`: every partition from the beginning (or from its end), up
-/// to `limit` records, stopping at the end of the log (the high watermarks when reading started)
-/// unless `follow`.
-pub fn read(
+/// Reads every partition of a topic from the beginning (or from its end) outside any group,
+/// stopping at the end of the log (the high watermarks when reading started) unless `follow`,
+/// or when `each` returns false.
+fn read(
     bootstrap: &str,
     topic: &str,
-    from_beginning: bool,
+    from: StartAt,
     follow: bool,
-    limit: Option<usize>,
-    mut each: impl FnMut(LoggedRecord) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+    mut each: impl FnMut(LoggedRecord) -> Result<bool, LogError>,
+) -> Result<(), LogError> {
+    let from_beginning = from == StartAt::Beginning;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("auren-log-read-{}", std::process::id()))
         .set("enable.auto.commit", "false")
+        // As for the bridge's consumer: short fetch waits keep Tansu from holding produce
+        // requests behind a long poll, and a follower sees records at once.
+        .set("fetch.wait.max.ms", "10")
         .create()?;
     let md = consumer.fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(10)))?;
     let parts: Vec<i32> = md
@@ -260,7 +335,7 @@ pub fn read(
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
     if parts.is_empty() {
-        anyhow::bail!("topic {topic} does not exist");
+        return Err(LogError::UnknownTopic(topic.to_string()));
     }
     let mut tpl = TopicPartitionList::new();
     // Partitions still to drain: partition -> high watermark at start.
@@ -278,9 +353,8 @@ pub fn read(
         }
     }
     consumer.assign(&tpl)?;
-    let mut n = 0usize;
-    while limit.is_none_or(|l| n < l) {
-        if remaining.is_empty() && !follow && from_beginning {
+    loop {
+        if remaining.is_empty() && !follow {
             break;
         }
         match consumer.poll(Duration::from_millis(500)) {
@@ -293,8 +367,7 @@ pub fn read(
                 {
                     remaining.remove(&m.partition());
                 }
-                n += 1;
-                each(LoggedRecord {
+                let more = each(LoggedRecord {
                     topic: m.topic().to_string(),
                     partition: m.partition(),
                     offset: m.offset(),
@@ -305,6 +378,9 @@ pub fn read(
                     timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
                     value: m.payload().unwrap_or_default().to_vec(),
                 })?;
+                if !more {
+                    break;
+                }
             }
         }
     }

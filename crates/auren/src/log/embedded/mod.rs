@@ -1,20 +1,29 @@
 //! The embedded log: an append-only SQLite table in WAL mode with `synchronous=FULL`, so a
 //! committed append survives `kill -9` and power loss.
 //!
-//! One writer thread owns the connection and does group commit: it takes every append waiting in
-//! its queue, writes them all in one transaction and pays one fsync for the lot, then answers each
-//! caller. Under load the batches grow on their own; idle, a single append is committed at once.
-//! Readers open their own connections; WAL lets them read while the writer writes.
+//! One writer thread owns the write connection and does group commit: it takes every append
+//! waiting in its queue, writes them all in one transaction and pays one fsync for the lot, then
+//! answers each caller. Under load the batches grow on their own; idle, a single append is
+//! committed at once. The writer starts with the first write (or [`EventLog::check`]) and takes
+//! a lock file, so one process writes the file; readers ([`reader`]) and the bridge's
+//! subscription ([`subscription`]) open their own read-only connections, which WAL lets read while
+//! the writer writes: `auren log read` works beside a running `auren serve`.
 
-use super::{Appended, EventLog, LogError, LoggedRecord, Record};
+mod reader;
+mod subscription;
+
+pub use reader::EmbeddedReader;
+
+use super::{Appended, EventLog, LogError, Record, RecordStream, StartAt, Subscription};
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 pub const FILE_NAME: &str = "events.db";
+const LOCK_FILE: &str = "events.db.lock";
 /// Upper bound on appends per transaction, so one commit never holds callers too long.
 const MAX_GROUP: usize = 1024;
 
@@ -27,14 +36,20 @@ enum Command {
         reply: Reply,
     },
     Ping(oneshot::Sender<Result<(), LogError>>),
+    Close(oneshot::Sender<()>),
+}
+
+/// The writer thread's queue and the lock file it holds for the life of the log.
+struct WriterHandle {
+    tx: mpsc::Sender<Command>,
+    _lock: std::fs::File,
 }
 
 pub struct EmbeddedLog {
-    tx: mpsc::Sender<Command>,
-    path: PathBuf,
+    dir: PathBuf,
+    default_partitions: u32,
     notify: Arc<Notify>,
-    /// Held for the life of the log: one process writes the file, or offsets would collide.
-    _lock: std::fs::File,
+    writer: Mutex<Option<WriterHandle>>,
 }
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {
@@ -158,11 +173,34 @@ impl Writer {
         Ok(out)
     }
 
+    fn commit_appends(&mut self, appends: &[(String, Vec<Record>)], replies: Vec<Reply>) {
+        if appends.is_empty() {
+            return;
+        }
+        match self.write_group(appends) {
+            Ok(outcomes) => {
+                for (reply, o) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(o));
+                }
+                self.notify.notify_waiters();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "embedded log commit failed");
+                let _ = self.load();
+                let e = LogError::from(e);
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Serves commands in arrival order until closed; consecutive appends share one commit.
     fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         while let Some(first) = rx.blocking_recv() {
+            let mut pending = None;
             let mut appends: Vec<(String, Vec<Record>)> = Vec::new();
             let mut replies: Vec<Reply> = Vec::new();
-            let mut pings = Vec::new();
             let mut next = Some(first);
             while let Some(c) = next.take() {
                 match c {
@@ -173,60 +211,81 @@ impl Writer {
                     } => {
                         appends.push((topic, records));
                         replies.push(reply);
-                    }
-                    Command::Ping(p) => pings.push(p),
-                }
-                if appends.len() < MAX_GROUP {
-                    next = rx.try_recv().ok();
-                }
-            }
-            if !appends.is_empty() {
-                match self.write_group(&appends) {
-                    Ok(outcomes) => {
-                        for (reply, o) in replies.into_iter().zip(outcomes) {
-                            let _ = reply.send(Ok(o));
+                        if appends.len() < MAX_GROUP {
+                            next = rx.try_recv().ok();
                         }
-                        self.notify.notify_waiters();
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "embedded log commit failed");
-                        let _ = self.load();
-                        for reply in replies {
-                            let _ = reply.send(Err(LogError::Unavailable(e.to_string())));
-                        }
+                    other => {
+                        // A ping or close waits for the appends queued before it.
+                        pending = Some(other);
                     }
                 }
             }
-            for p in pings {
-                let ok = self
-                    .conn
-                    .query_row("SELECT 1", [], |_| Ok(()))
-                    .map_err(|e| LogError::Unavailable(e.to_string()));
-                let _ = p.send(ok);
+            self.commit_appends(&appends, replies);
+            match pending.take() {
+                None | Some(Command::Append { .. }) => {}
+                Some(Command::Ping(p)) => {
+                    let ok = self
+                        .conn
+                        .query_row("SELECT 1", [], |_| Ok(()))
+                        .map_err(LogError::from);
+                    let _ = p.send(ok);
+                }
+                Some(Command::Close(done)) => {
+                    let _ = done.send(());
+                    return;
+                }
             }
         }
     }
 }
 
 impl EmbeddedLog {
-    /// Opens (creating if needed) the log under `data_dir` and starts its writer thread.
+    /// The log under `data_dir`; nothing is opened until the first read or write.
     pub fn open(data_dir: &Path, default_partitions: u32) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir)?;
-        let path = data_dir.join(FILE_NAME);
-        let lock = std::fs::File::create(data_dir.join("events.db.lock"))?;
+        Ok(Self {
+            dir: data_dir.to_path_buf(),
+            default_partitions,
+            notify: Arc::new(Notify::new()),
+            writer: Mutex::new(None),
+        })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(FILE_NAME)
+    }
+
+    /// The writer's queue, starting the writer (and taking the lock) on first use.
+    fn writer(&self) -> Result<mpsc::Sender<Command>, LogError> {
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = guard.as_ref() {
+            return Ok(w.tx.clone());
+        }
+        let w = self.start_writer()?;
+        let tx = w.tx.clone();
+        *guard = Some(w);
+        Ok(tx)
+    }
+
+    fn start_writer(&self) -> Result<WriterHandle, LogError> {
+        let unavailable = |what: &str, e: std::io::Error| {
+            LogError::Unavailable(format!("{what} {}: {e}", self.dir.display()))
+        };
+        std::fs::create_dir_all(&self.dir).map_err(|e| unavailable("creating", e))?;
+        let lock = std::fs::File::create(self.dir.join(LOCK_FILE))
+            .map_err(|e| unavailable("locking", e))?;
         if lock.try_lock().is_err() {
-            anyhow::bail!(
+            return Err(LogError::Unavailable(format!(
                 "the embedded log in {} is in use by another auren process; run ingest and bridge \
                  together with `auren serve`, or use Kafka to run them apart",
-                data_dir.display()
-            );
+                self.dir.display()
+            )));
         }
-        let conn = open(&path)?;
-        let notify = Arc::new(Notify::new());
+        let conn = open(&self.path())?;
         let mut writer = Writer {
             conn,
-            notify: notify.clone(),
-            default_partitions,
+            notify: self.notify.clone(),
+            default_partitions: self.default_partitions,
             partitions: HashMap::new(),
             next: HashMap::new(),
         };
@@ -234,132 +293,122 @@ impl EmbeddedLog {
         let (tx, rx) = mpsc::channel(16 * 1024);
         std::thread::Builder::new()
             .name("embedded-log-writer".into())
-            .spawn(move || writer.run(rx))?;
-        Ok(Self {
-            tx,
-            path,
-            notify,
-            _lock: lock,
-        })
+            .spawn(move || writer.run(rx))
+            .map_err(|e| unavailable("starting the writer for", e))?;
+        Ok(WriterHandle { tx, _lock: lock })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Signalled after every commit, so an in-process reader need not poll.
-    pub fn notifier(&self) -> Arc<Notify> {
-        self.notify.clone()
-    }
-
-    /// Creates a topic with `partitions` partitions; an existing topic keeps its count.
-    pub fn create_topic(data_dir: &Path, topic: &str, partitions: u32) -> anyhow::Result<bool> {
-        std::fs::create_dir_all(data_dir)?;
-        let conn = open(&data_dir.join(FILE_NAME))?;
-        let n = conn.execute(
-            "INSERT OR IGNORE INTO topics (name, partitions) VALUES (?1, ?2)",
-            params![topic, partitions],
-        )?;
-        Ok(n == 1)
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, LogError>>) -> Command,
+    ) -> Result<T, LogError> {
+        let stopped = || LogError::Unavailable("the embedded log writer stopped".into());
+        let (reply, rx) = oneshot::channel();
+        self.writer()?
+            .send(make(reply))
+            .await
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 }
 
 #[async_trait]
 impl EventLog for EmbeddedLog {
     async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Appended>, LogError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Append {
-                topic: topic.to_string(),
-                records,
-                reply,
-            })
-            .await
-            .map_err(|_| LogError::Unavailable("writer stopped".into()))?;
-        rx.await
-            .map_err(|_| LogError::Unavailable("writer stopped".into()))?
+        self.ask(|reply| Command::Append {
+            topic: topic.to_string(),
+            records,
+            reply,
+        })
+        .await
+    }
+
+    async fn subscribe(
+        &self,
+        _group: &str,
+        topic: &str,
+        start: &[(i32, i64)],
+    ) -> Result<Box<dyn Subscription>, LogError> {
+        Ok(Box::new(subscription::EmbeddedSubscription::new(
+            self.dir.clone(),
+            topic.to_string(),
+            start,
+            self.notify.clone(),
+        )))
+    }
+
+    fn read(&self, topic: &str, from: StartAt, follow: bool) -> RecordStream {
+        reader::stream(self.dir.clone(), topic.to_string(), from, follow)
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, LogError> {
+        let (dir, topic) = (self.dir.clone(), topic.to_string());
+        tokio::task::spawn_blocking(move || {
+            let reader =
+                EmbeddedReader::open(&dir).map_err(|_| LogError::UnknownTopic(topic.clone()))?;
+            reader
+                .partitions(&topic)?
+                .ok_or(LogError::UnknownTopic(topic.clone()))?;
+            Ok(reader
+                .end_offsets(&topic)?
+                .into_iter()
+                .enumerate()
+                .map(|(p, o)| (p as i32, o))
+                .collect())
+        })
+        .await
+        .map_err(|e| LogError::Unavailable(format!("embedded log reader: {e}")))?
+    }
+
+    async fn create_topics(
+        &self,
+        topics: &[&str],
+        partitions: i32,
+        _replication_factor: i32,
+    ) -> Result<Vec<(String, bool)>, LogError> {
+        let partitions = u32::try_from(partitions)
+            .ok()
+            .filter(|p| *p >= 1)
+            .ok_or_else(|| LogError::Unavailable("partitions must be at least 1".into()))?;
+        // A connection of its own, so topics can be made beside a running `auren serve`: the
+        // writer reads a topic's partition count from the table when it first writes to it.
+        let (dir, path) = (self.dir.clone(), self.path());
+        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| LogError::Unavailable(format!("creating {}: {e}", dir.display())))?;
+            let conn = open(&path)?;
+            topics
+                .into_iter()
+                .map(|t| {
+                    let n = conn.execute(
+                        "INSERT OR IGNORE INTO topics (name, partitions) VALUES (?1, ?2)",
+                        params![t, partitions],
+                    )?;
+                    Ok((t, n == 1))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| LogError::Unavailable(format!("creating topics: {e}")))?
     }
 
     async fn check(&self) -> Result<(), LogError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Ping(reply))
-            .await
-            .map_err(|_| LogError::Unavailable("writer stopped".into()))?;
-        rx.await
-            .map_err(|_| LogError::Unavailable("writer stopped".into()))?
+        self.ask(Command::Ping).await
+    }
+
+    async fn close(&self) {
+        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = handle {
+            let (reply, rx) = oneshot::channel();
+            if w.tx.send(Command::Close(reply)).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
     }
 
     fn backend(&self) -> &'static str {
         "embedded"
-    }
-}
-
-/// Read access for `auren log read` and the bridge: a separate read-only connection.
-pub struct EmbeddedReader {
-    conn: Connection,
-}
-
-impl EmbeddedReader {
-    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        let path = data_dir.join(FILE_NAME);
-        if !path.exists() {
-            anyhow::bail!("no embedded log at {}", path.display());
-        }
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Ok(Self { conn })
-    }
-
-    pub fn partitions(&self, topic: &str) -> anyhow::Result<Option<u32>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT partitions FROM topics WHERE name = ?1",
-                [topic],
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
-    /// Records of one partition from `from_offset` on, in offset order.
-    pub fn fetch(
-        &self,
-        topic: &str,
-        partition: i32,
-        from_offset: i64,
-        max: usize,
-    ) -> anyhow::Result<Vec<LoggedRecord>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT offset, key, ts_ms, value FROM log
-             WHERE topic = ?1 AND partition = ?2 AND offset >= ?3 ORDER BY offset LIMIT ?4",
-        )?;
-        let rows = st.query_map(params![topic, partition, from_offset, max as i64], |r| {
-            Ok(LoggedRecord {
-                topic: topic.to_string(),
-                partition,
-                offset: r.get(0)?,
-                key: r.get(1)?,
-                timestamp_ms: r.get(2)?,
-                value: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Next offset to be written in each partition (the log end).
-    pub fn end_offsets(&self, topic: &str) -> anyhow::Result<Vec<i64>> {
-        let parts = self.partitions(topic)?.unwrap_or(0);
-        (0..parts as i32)
-            .map(|p| {
-                let o: Option<i64> = self.conn.query_row(
-                    "SELECT MAX(offset) FROM log WHERE topic = ?1 AND partition = ?2",
-                    params![topic, p],
-                    |r| r.get(0),
-                )?;
-                Ok(o.map_or(0, |o| o + 1))
-            })
-            .collect()
     }
 }
 

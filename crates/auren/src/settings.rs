@@ -1,0 +1,693 @@
+//! One settings tree for every command, read once at start.
+//!
+//! Each group (`http`, `ingest`, `data`, `log`, `store`, `cache`, `bridge`, `secrets`,
+//! `telemetry`) is a clap `Args` struct that is also serde, so the same value can be parsed from
+//! flags and the environment, overlaid with an optional YAML file, printed by `auren config show`
+//! (secrets redacted), and turned back into environment variables for a child process.
+//!
+//! **Precedence**, highest first: a command-line flag, its environment variable, the settings file
+//! (`--config FILE` or `AUREN_CONFIG`), the built-in default. A command flattens only the groups
+//! it needs; nothing outside this module reads the environment.
+//!
+//! Secrets are required: a webhook receiver that silently skips verification when a secret is
+//! missing (as the predecessor did) accepts forged data. `AUREN_DEV_MODE=1` is the one way around
+//! that, for a laptop: it generates throwaway values, keeps them in `AUREN_DATA_DIR` so restarts
+//! and the simulator agree, and says so loudly.
+
+use anyhow::{bail, Context};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default topic names.
+pub mod topics {
+    pub const EVENTS: &str = "biometric-events";
+    pub const DLQ: &str = "biometric-events.dlq";
+    pub const MODE_SWITCHES: &str = "cognitive-mode-switches";
+}
+
+/// Names of the variables read by more than one command, declared once.
+pub mod env {
+    pub const ADMIN_TOKEN: &str = "AUREN_ADMIN_TOKEN";
+    pub const OURA_CLIENT_SECRET: &str = "OURA_CLIENT_SECRET";
+    pub const WHOOP_CLIENT_SECRET: &str = "WHOOP_CLIENT_SECRET";
+    pub const CONFIG_FILE: &str = "AUREN_CONFIG";
+}
+
+/// The API listener.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct HttpSettings {
+    /// Address of the webhook and API listener.
+    #[arg(long, env = "AUREN_HTTP_ADDR", default_value = "0.0.0.0:8000")]
+    pub http_addr: SocketAddr,
+}
+
+/// The Prometheus listener, for the commands that run until stopped.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct MetricsSettings {
+    /// Address of the Prometheus /metrics listener.
+    #[arg(long, env = "AUREN_METRICS_ADDR", default_value = "0.0.0.0:9000")]
+    pub metrics_addr: SocketAddr,
+}
+
+/// Admission and limits of webhook ingest.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct IngestSettings {
+    /// Webhook requests processed at once; more wait up to --admission-wait-ms, then get 503.
+    #[arg(long, env = "MAX_CONCURRENT_EVENTS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrent_events: u32,
+    /// How long a webhook waits for a processing slot before it is refused with 503.
+    #[arg(long, env = "AUREN_ADMISSION_WAIT_MS", default_value_t = 250)]
+    pub admission_wait_ms: u64,
+    /// Largest accepted request body; larger ones get 413.
+    #[arg(long, env = "AUREN_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl IngestSettings {
+    pub fn admission_wait(&self) -> Duration {
+        Duration::from_millis(self.admission_wait_ms)
+    }
+}
+
+/// Where the embedded backends and the dev secrets live.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct DataSettings {
+    /// Directory for the embedded log, the SQLite state store and the dev secrets.
+    #[arg(long, env = "AUREN_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+/// The event log: Kafka when bootstrap servers are given, else the embedded log.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct LogSettings {
+    /// Kafka bootstrap servers; unset means the embedded log under the data directory.
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    pub kafka_bootstrap_servers: Option<String>,
+    /// Topic webhooks are logged to.
+    #[arg(long, env = "AUREN_EVENTS_TOPIC", default_value = topics::EVENTS)]
+    pub events_topic: String,
+    /// Topic mode switches are published to.
+    #[arg(long, env = "AUREN_SWITCHES_TOPIC", default_value = topics::MODE_SWITCHES)]
+    pub switches_topic: String,
+    /// Topic unreadable events are dead-lettered to.
+    #[arg(long, env = "AUREN_DLQ_TOPIC", default_value = topics::DLQ)]
+    pub dlq_topic: String,
+    /// Partitions of each topic in the embedded log.
+    #[arg(long, env = "AUREN_EMBEDDED_PARTITIONS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub embedded_partitions: u32,
+    /// How long an append may wait for the log to make its records durable.
+    #[arg(long, env = "AUREN_LOG_TIMEOUT_MS", default_value_t = 5000)]
+    pub log_timeout_ms: u64,
+    /// Kafka consumer session timeout.
+    #[arg(long, env = "AUREN_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 6000)]
+    pub kafka_session_timeout_ms: u32,
+}
+
+impl LogSettings {
+    pub fn log_timeout(&self) -> Duration {
+        Duration::from_millis(self.log_timeout_ms)
+    }
+    /// The three topics, in the order `topics create` reports them.
+    pub fn topics(&self) -> [&str; 3] {
+        [&self.events_topic, &self.dlq_topic, &self.switches_topic]
+    }
+}
+
+/// The state store: PostgreSQL when a URL is given, else SQLite under the data directory.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct StoreSettings {
+    /// PostgreSQL URL; unset means SQLite under the data directory.
+    #[arg(long, env = "POSTGRES_URL", hide_env_values = true)]
+    pub postgres_url: Option<String>,
+}
+
+/// Dedup and the state cache: Redis when a URL is given, else in-process.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct CacheSettings {
+    /// Redis URL; unset means an in-process cache.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// How long an event id is remembered for deduplication in front of Kafka.
+    #[arg(long, env = "AUREN_DEDUP_TTL_SECONDS", default_value_t = 7 * 24 * 3600)]
+    pub dedup_ttl_seconds: u64,
+    /// TTL of the cached latest state per user.
+    #[arg(long, env = "REDIS_TTL_SECONDS", default_value_t = 86_400)]
+    pub redis_ttl_seconds: u64,
+    /// Readings kept per user in the cached time series.
+    #[arg(long, env = "MAX_TIMESERIES_ENTRIES", default_value_t = 10_000)]
+    pub max_timeseries_entries: usize,
+}
+
+/// The bridge: consumer group, batching, memory bound, checkpoints, thresholds.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct BridgeSettings {
+    /// Consumer group shared by all bridge instances.
+    #[arg(long, env = "AUREN_BRIDGE_GROUP", default_value = "auren-bridge")]
+    pub group: String,
+    /// Events per batch.
+    #[arg(long, env = "AUREN_BRIDGE_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_batch: u32,
+    /// Users whose state is kept in memory; clean ones beyond this are dropped (reloaded on use).
+    #[arg(long, env = "AUREN_BRIDGE_MAX_USERS", default_value_t = 100_000)]
+    pub max_users_in_memory: usize,
+    /// Checkpoints kept per user; older ones are deleted as new ones are written (0 keeps all).
+    #[arg(long, env = "AUREN_CHECKPOINTS_KEPT", default_value_t = 20)]
+    pub checkpoints_kept: u32,
+    /// The thresholds YAML; unset means the built-in defaults.
+    #[arg(long, env = "BIOMETRIC_CONFIG")]
+    pub biometric_config: Option<PathBuf>,
+}
+
+/// Webhook secrets, the pseudonym key and the admin token.
+#[derive(Clone, Args, Serialize, Deserialize)]
+pub struct SecretSettings {
+    /// Oura app client secret: the HMAC key of Oura's webhook signatures.
+    #[arg(long, env = env::OURA_CLIENT_SECRET, hide_env_values = true)]
+    pub oura_client_secret: Option<String>,
+    /// The token Oura echoes in its subscription handshake.
+    #[arg(long, env = "OURA_VERIFICATION_TOKEN", hide_env_values = true)]
+    pub oura_verification_token: Option<String>,
+    /// WHOOP app client secret: the HMAC key of WHOOP's webhook signatures.
+    #[arg(long, env = env::WHOOP_CLIENT_SECRET, hide_env_values = true)]
+    pub whoop_client_secret: Option<String>,
+    /// Key of the HMAC that turns user ids into pseudonyms (at least 16 bytes).
+    #[arg(long, env = "AUREN_PSEUDONYM_KEY", hide_env_values = true)]
+    pub pseudonym_key: Option<String>,
+    /// Generate throwaway secrets instead of refusing to start without them. Never in production.
+    #[arg(long, env = "AUREN_DEV_MODE", value_parser = parse_flag, default_value = "0")]
+    pub dev_mode: bool,
+    /// Token for the admin endpoints; unset disables them.
+    #[arg(long, env = env::ADMIN_TOKEN, hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for SecretSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretSettings(<redacted>)")
+    }
+}
+
+/// The service's own log lines, for every command.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct TelemetrySettings {
+    /// Log filter, in tracing's EnvFilter syntax (e.g. `info,auren=debug`).
+    #[arg(long = "log-filter", env = "RUST_LOG", default_value = "info")]
+    pub rust_log: String,
+    /// Log line format.
+    #[arg(long, env = "AUREN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// Every group: what `auren serve` takes and `auren config show` prints.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct Settings {
+    #[command(flatten)]
+    pub http: HttpSettings,
+    #[command(flatten)]
+    pub metrics: MetricsSettings,
+    #[command(flatten)]
+    pub ingest: IngestSettings,
+    #[command(flatten)]
+    pub data: DataSettings,
+    #[command(flatten)]
+    pub log: LogSettings,
+    #[command(flatten)]
+    pub store: StoreSettings,
+    #[command(flatten)]
+    pub cache: CacheSettings,
+    #[command(flatten)]
+    pub bridge: BridgeSettings,
+    #[command(flatten)]
+    pub secrets: SecretSettings,
+    #[command(flatten)]
+    pub telemetry: TelemetrySettings,
+}
+
+/// The groups the composition root opens backends from.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct BackendSettings {
+    #[command(flatten)]
+    pub data: DataSettings,
+    #[command(flatten)]
+    pub log: LogSettings,
+    #[command(flatten)]
+    pub store: StoreSettings,
+    #[command(flatten)]
+    pub cache: CacheSettings,
+}
+
+impl Settings {
+    /// The built-in defaults, ignoring the environment: the base tests add their overrides to.
+    pub fn defaults() -> Self {
+        defaults()
+    }
+
+    /// The backend groups, for the composition root.
+    pub fn backends(&self) -> BackendSettings {
+        BackendSettings {
+            data: self.data.clone(),
+            log: self.log.clone(),
+            store: self.store.clone(),
+            cache: self.cache.clone(),
+        }
+    }
+
+    /// The settings as JSON with every secret (and any password inside a URL) redacted.
+    pub fn redacted(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Some(secrets) = v.get_mut("secrets").and_then(Value::as_object_mut) {
+            for (k, val) in secrets.iter_mut() {
+                if k != "dev_mode" && !val.is_null() {
+                    *val = Value::String(REDACTED.into());
+                }
+            }
+        }
+        for (group, field) in [("store", "postgres_url"), ("cache", "redis_url")] {
+            if let Some(Value::String(url)) = v.get_mut(group).and_then(|g| g.get_mut(field)) {
+                *url = redact_url(url);
+            }
+        }
+        v
+    }
+
+    /// The environment a child `auren` process needs to run with exactly these settings: every
+    /// variable, with `None` for those to remove (unset options).
+    pub fn to_env(&self) -> Vec<(String, Option<String>)> {
+        to_env(self)
+    }
+}
+
+pub const REDACTED: &str = "<redacted>";
+
+/// Hides the password of `scheme://user:password@host/...`.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some(REDACTED));
+            u.to_string()
+        }
+        Ok(_) => url.to_string(),
+        // Not a URL we can parse: it may still hold a secret.
+        Err(_) => REDACTED.into(),
+    }
+}
+
+/// Parses boolean flags given as 1/0, true/false, yes/no, on/off.
+pub fn parse_flag(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("'{other}' is not a boolean (use 1 or 0)")),
+    }
+}
+
+/// A command of its own around one settings type, to reach its args generically.
+fn command_of<T: Args>() -> clap::Command {
+    T::augment_args(clap::Command::new("auren"))
+}
+
+/// `T`'s defaults: its args parsed from nothing, with every `env` lookup switched off.
+pub fn defaults<T: Args + FromArgMatches>() -> T {
+    let matches = command_of::<T>()
+        .mut_args(|a| a.env(None::<&str>))
+        .try_get_matches_from(["auren"])
+        .expect("every setting has a default or is optional");
+    T::from_arg_matches(&matches).expect("defaults parse")
+}
+
+/// Every (group, field) leaf of a settings tree.
+fn leaves(v: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(groups) = v.as_object() {
+        for (g, fields) in groups {
+            match fields.as_object() {
+                Some(f) => out.extend(f.keys().map(|k| (g.clone(), k.clone()))),
+                None => out.push((String::new(), g.clone())),
+            }
+        }
+    }
+    out
+}
+
+/// Reads the settings file: YAML with one mapping per group, e.g. `log: {events_topic: x}`.
+/// A key that names no setting is refused, so a typo is not silently ignored.
+pub fn read_file(path: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the settings file {}", path.display()))?;
+    let file: Value = serde_norway::from_str(&text)
+        .with_context(|| format!("the settings file {} is not valid YAML", path.display()))?;
+    let file = if file.is_null() {
+        Value::Object(Default::default())
+    } else {
+        file
+    };
+    let known = serde_json::to_value(Settings::defaults())?;
+    let groups = file.as_object().with_context(|| {
+        format!(
+            "the settings file {} must be a mapping of groups",
+            path.display()
+        )
+    })?;
+    for (g, fields) in groups {
+        let Some(known_group) = known.get(g).and_then(Value::as_object) else {
+            bail!(
+                "{}: unknown settings group `{g}` (known: {})",
+                path.display(),
+                known.as_object().map_or(String::new(), |o| o
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "))
+            );
+        };
+        let fields = fields
+            .as_object()
+            .with_context(|| format!("{}: `{g}` must be a mapping", path.display()))?;
+        for k in fields.keys() {
+            if !known_group.contains_key(k) {
+                bail!("{}: unknown setting `{g}.{k}`", path.display());
+            }
+        }
+    }
+    Ok(file)
+}
+
+/// Builds `T` from parsed flags and environment, then lets the settings file fill every value
+/// that neither a flag nor the environment gave.
+pub fn resolve<T>(matches: &ArgMatches, file: Option<&Value>) -> anyhow::Result<T>
+where
+    T: FromArgMatches + Serialize + DeserializeOwned,
+{
+    let parsed = T::from_arg_matches(matches)?;
+    let Some(file) = file else {
+        return Ok(parsed);
+    };
+    let mut tree = serde_json::to_value(&parsed)?;
+    for (g, k) in leaves(&tree) {
+        let Some(from_file) = file.get(&g).and_then(|f| f.get(&k)) else {
+            continue;
+        };
+        let given = matches!(
+            matches.value_source(&k),
+            Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+        );
+        if !given {
+            tree[&g][&k] = from_file.clone();
+        }
+    }
+    serde_json::from_value(tree).context("a value in the settings file has the wrong type")
+}
+
+fn env_value(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The environment that reproduces `settings` in a child process (see [`Settings::to_env`]).
+pub fn to_env<T: Args + Serialize>(settings: &T) -> Vec<(String, Option<String>)> {
+    let tree = serde_json::to_value(settings).unwrap_or(Value::Null);
+    let mut values = std::collections::HashMap::new();
+    if let Some(groups) = tree.as_object() {
+        for fields in groups.values() {
+            if let Some(f) = fields.as_object() {
+                values.extend(f.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+    }
+    command_of::<T>()
+        .get_arguments()
+        .filter_map(|a| {
+            let name = a.get_env()?.to_string_lossy().into_owned();
+            let v = values.get(a.get_id().as_str())?;
+            Some((name, env_value(v)))
+        })
+        .collect()
+}
+
+/// Keeps clap's derive honest: every settings type can be turned into a command.
+pub fn check_command<T: CommandFactory>() {
+    T::command().debug_assert();
+}
+
+/// The secrets the service cannot run without, resolved.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Secrets {
+    pub oura_client_secret: String,
+    pub oura_verification_token: String,
+    pub whoop_client_secret: String,
+    pub pseudonym_key: String,
+    #[serde(default)]
+    pub admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(<redacted>)")
+    }
+}
+
+pub const DEV_SECRETS_FILE: &str = "dev-secrets.json";
+
+impl SecretSettings {
+    /// Resolves the secrets, refusing to start when one is missing outside dev mode.
+    pub fn resolve(&self, data_dir: &Path) -> anyhow::Result<Secrets> {
+        let given = [
+            ("OURA_CLIENT_SECRET", &self.oura_client_secret),
+            ("OURA_VERIFICATION_TOKEN", &self.oura_verification_token),
+            ("WHOOP_CLIENT_SECRET", &self.whoop_client_secret),
+            ("AUREN_PSEUDONYM_KEY", &self.pseudonym_key),
+        ];
+        let missing: Vec<&str> = given
+            .iter()
+            .filter(|(_, v)| v.as_deref().is_none_or(|s| s.trim().is_empty()))
+            .map(|(k, _)| *k)
+            .collect();
+        if !missing.is_empty() && !self.dev_mode {
+            bail!(
+                "refusing to start: {} not set. Webhook signatures cannot be verified and user ids \
+                 cannot be pseudonymised without them. Set them, or set AUREN_DEV_MODE=1 on a \
+                 development machine to generate throwaway values.",
+                missing.join(", ")
+            );
+        }
+        let dev = if missing.is_empty() {
+            None
+        } else {
+            Some(load_or_create_dev_secrets(data_dir)?)
+        };
+        let pick = |v: &Option<String>, dev_value: fn(&Secrets) -> &String| -> String {
+            match (v.as_deref().filter(|s| !s.trim().is_empty()), &dev) {
+                (Some(s), _) => s.to_string(),
+                (None, Some(d)) => dev_value(d).clone(),
+                // Unreachable: a missing secret outside dev mode was refused above.
+                (None, None) => String::new(),
+            }
+        };
+        let secrets = Secrets {
+            oura_client_secret: pick(&self.oura_client_secret, |d| &d.oura_client_secret),
+            oura_verification_token: pick(&self.oura_verification_token, |d| {
+                &d.oura_verification_token
+            }),
+            whoop_client_secret: pick(&self.whoop_client_secret, |d| &d.whoop_client_secret),
+            pseudonym_key: pick(&self.pseudonym_key, |d| &d.pseudonym_key),
+            admin_token: self
+                .admin_token
+                .clone()
+                .or_else(|| dev.as_ref().and_then(|d| d.admin_token.clone())),
+        };
+        if secrets.pseudonym_key.len() < auren_core::pseudonym::Pseudonymizer::MIN_KEY_BYTES {
+            bail!("AUREN_PSEUDONYM_KEY must be at least 16 bytes");
+        }
+        if !missing.is_empty() {
+            tracing::warn!(
+                missing = %missing.join(","),
+                file = %data_dir.join(DEV_SECRETS_FILE).display(),
+                "DEV MODE: using generated throwaway secrets. Real vendor webhooks will fail \
+                 verification and pseudonyms are not production keys. Never run like this in production."
+            );
+        }
+        Ok(secrets)
+    }
+}
+
+fn random_token() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Dev secrets live in the data directory so a restart keeps the same pseudonyms and the
+/// simulator can sign with them. The file holds the admin token: only its owner may read it.
+pub fn load_or_create_dev_secrets(data_dir: &Path) -> anyhow::Result<Secrets> {
+    let path = data_dir.join(DEV_SECRETS_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()));
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let s = Secrets {
+        oura_client_secret: random_token(),
+        oura_verification_token: random_token(),
+        whoop_client_secret: random_token(),
+        pseudonym_key: random_token(),
+        admin_token: Some(random_token()),
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(&s)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_ignore_the_environment_and_match_the_documented_values() {
+        let s = Settings::defaults();
+        assert_eq!(s.http.http_addr.to_string(), "0.0.0.0:8000");
+        assert_eq!(s.metrics.metrics_addr.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.ingest.max_concurrent_events, 50);
+        assert_eq!(s.log.events_topic, "biometric-events");
+        assert_eq!(s.bridge.checkpoints_kept, 20);
+        assert!(s.log.kafka_bootstrap_servers.is_none());
+        assert!(!s.secrets.dev_mode);
+    }
+
+    #[test]
+    fn every_settings_command_is_well_formed() {
+        #[derive(clap::Parser)]
+        struct All {
+            #[command(flatten)]
+            s: Settings,
+        }
+        check_command::<All>();
+    }
+
+    fn matches(args: &[&str]) -> ArgMatches {
+        command_of::<Settings>()
+            .mut_args(|a| a.env(None::<&str>))
+            .try_get_matches_from(args)
+            .unwrap()
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auren.yaml");
+        std::fs::write(
+            &path,
+            "log:\n  events_topic: from-file\n  embedded_partitions: 7\nhttp:\n  http_addr: 127.0.0.1:1234\n",
+        )
+        .unwrap();
+        let file = read_file(&path).unwrap();
+        let m = matches(&["auren", "--events-topic", "from-flag"]);
+        let s: Settings = resolve(&m, Some(&file)).unwrap();
+        assert_eq!(s.log.events_topic, "from-flag");
+        assert_eq!(s.log.embedded_partitions, 7);
+        assert_eq!(s.http.http_addr.to_string(), "127.0.0.1:1234");
+        assert_eq!(s.log.dlq_topic, "biometric-events.dlq");
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auren.yaml");
+        std::fs::write(&path, "log:\n  event_topic: typo\n").unwrap();
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(e.contains("log.event_topic"), "{e}");
+        std::fs::write(&path, "logs:\n  events_topic: x\n").unwrap();
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(e.contains("unknown settings group `logs`"), "{e}");
+        std::fs::write(&path, "log:\n  embedded_partitions: many\n").unwrap();
+        let file = read_file(&path).unwrap();
+        assert!(resolve::<Settings>(&matches(&["auren"]), Some(&file)).is_err());
+    }
+
+    #[test]
+    fn redaction_hides_every_secret_and_url_password() {
+        let mut s = Settings::defaults();
+        s.secrets.oura_client_secret = Some("oura-s3cret".into());
+        s.secrets.admin_token = Some("adm1n".into());
+        s.secrets.pseudonym_key = Some("pseudo-key-0123456789".into());
+        s.store.postgres_url = Some("postgres://auren:pa55word@db:5432/auren".into());
+        s.cache.redis_url = Some("redis://:r3dis@cache:6379/0".into());
+        let text = s.redacted().to_string();
+        for secret in [
+            "oura-s3cret",
+            "adm1n",
+            "pseudo-key-0123456789",
+            "pa55word",
+            "r3dis",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert!(text.contains("db:5432"), "{text}");
+        assert_eq!(s.redacted()["secrets"]["whoop_client_secret"], Value::Null);
+    }
+
+    #[test]
+    fn to_env_round_trips_through_clap() {
+        let mut s = Settings::defaults();
+        s.log.events_topic = "topic-x".into();
+        s.ingest.max_concurrent_events = 7;
+        s.secrets.dev_mode = true;
+        s.store.postgres_url = Some("postgres://h/db".into());
+        let env = s.to_env();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        assert_eq!(get("AUREN_EVENTS_TOPIC").as_deref(), Some("topic-x"));
+        assert_eq!(get("MAX_CONCURRENT_EVENTS").as_deref(), Some("7"));
+        assert_eq!(get("KAFKA_BOOTSTRAP_SERVERS"), None);
+        assert_eq!(get("RUST_LOG").as_deref(), Some("info"));
+        // Parsing those values back gives the same settings.
+        let mut argv = vec!["auren".to_string()];
+        for a in command_of::<Settings>().get_arguments() {
+            let (Some(name), Some(long)) = (a.get_env(), a.get_long()) else {
+                continue;
+            };
+            if let Some((_, Some(v))) = env.iter().find(|(n, _)| name == n.as_str()) {
+                if a.get_action().takes_values() {
+                    argv.push(format!("--{long}={v}"));
+                } else if parse_flag(v).unwrap() {
+                    argv.push(format!("--{long}"));
+                }
+            }
+        }
+        assert!(argv.len() > 20, "{argv:?}");
+        let m = matches(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+        let back = Settings::from_arg_matches(&m).unwrap();
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            serde_json::to_value(&s).unwrap()
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn dev_secrets_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let s = load_or_create_dev_secrets(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join(DEV_SECRETS_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = load_or_create_dev_secrets(dir.path()).unwrap();
+        assert_eq!(s.pseudonym_key, again.pseudonym_key);
+    }
+}

@@ -1,0 +1,440 @@
+//! One contract per port, run against every implementation: `KeyStore` and `StateStore` on
+//! PostgreSQL and SQLite, `Dedup` and `StateCache` on Redis and in-process. An adapter that
+//! passes here can stand in for any other; the schemas of the two stores are compared too.
+
+mod common;
+
+use auren::cache::memory::{MemoryDedup, MemoryStateCache};
+use auren::cache::redis::{RedisDedup, RedisStateCache};
+use auren::cache::{CachedUser, Claim, Dedup, StateCache};
+use auren::messages::{
+    thread_id, Baselines, HeartRateBaseline, HrvBaseline, RestingHeartRateBaseline, SeriesPoint,
+    StateView, SwitchMessage,
+};
+use auren::store::{
+    CheckpointRow, CommitBatch, KeyStore, PgStore, SqliteStore, StateStore, StoreError,
+};
+use auren_core::engine::{Mode, Snapshot};
+use auren_core::model::{EventId, Metric};
+use chrono::{DateTime, TimeZone, Utc};
+use common::{fresh_database, redis_url, unique};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+fn at(minute: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, 1, 8, 0, 0).unwrap() + chrono::Duration::minutes(minute)
+}
+
+fn switch(pseudonym: &str, id: &str, to: Mode, minute: i64) -> SwitchMessage {
+    SwitchMessage {
+        schema: 1,
+        switch_id: id.to_string(),
+        thread_id: thread_id(pseudonym),
+        user_id: format!("user-of-{pseudonym}"),
+        user_pseudonym: pseudonym.to_string(),
+        from_mode: Mode::Pattern,
+        to_mode: to,
+        at: at(minute),
+        confidence: 0.75,
+        reasons: Vec::new(),
+        snapshot: Snapshot::default(),
+        calibrating: false,
+        event_id: EventId::derive(&[id]),
+    }
+}
+
+fn checkpoint(pseudonym: &str, version: i64, position: (i32, i64)) -> CheckpointRow {
+    CheckpointRow {
+        checkpoint_id: uuid::Uuid::now_v7().to_string(),
+        parent_id: None,
+        thread_id: thread_id(pseudonym),
+        pseudonym: pseudonym.to_string(),
+        user_id: format!("user-of-{pseudonym}"),
+        mode: "PATTERN".into(),
+        version,
+        state: serde_json::json!({"version": version}),
+        last_position: Some(position),
+    }
+}
+
+async fn key_store_contract(keys: &dyn KeyStore) {
+    keys.check().await.unwrap();
+    let (hash, user) = (unique("hash"), unique("user"));
+    keys.insert(&hash, &user).await.unwrap();
+    assert_eq!(keys.user_for(&hash).await.unwrap(), Some(user.clone()));
+    assert_eq!(keys.user_for(&unique("other")).await.unwrap(), None);
+    // A hash is one key: issuing the same one twice is refused, and the first stands.
+    assert!(keys.insert(&hash, "someone-else").await.is_err());
+    assert_eq!(keys.user_for(&hash).await.unwrap(), Some(user));
+}
+
+async fn state_store_contract(store: &dyn StateStore) {
+    store.check().await.unwrap();
+    let (group, topic) = (unique("group"), unique("topic"));
+    assert!(store.load_offsets(&group, &topic).await.unwrap().is_empty());
+    let (a, b) = (unique("u"), unique("u"));
+    assert!(store.load_user(&a).await.unwrap().is_none());
+
+    let first = CommitBatch {
+        keep_checkpoints: 2,
+        group: group.clone(),
+        topic: topic.clone(),
+        offsets: vec![(0, 5), (2, 9)],
+        checkpoints: vec![checkpoint(&a, 1, (0, 4)), checkpoint(&b, 1, (2, 8))],
+        switches: vec![switch(&a, &unique("sw"), Mode::Reflex, 1)],
+    };
+    store.commit(&first).await.unwrap();
+    assert_eq!(
+        store.load_offsets(&group, &topic).await.unwrap(),
+        vec![(0, 5), (2, 9)]
+    );
+    let loaded = store.load_user(&a).await.unwrap().unwrap();
+    assert_eq!(loaded.thread_id, thread_id(&a));
+    assert_eq!(loaded.user_id, format!("user-of-{a}"));
+    assert_eq!(loaded.version, 1);
+    assert_eq!(loaded.last_position, Some((0, 4)));
+    assert_eq!(loaded.state, serde_json::json!({"version": 1}));
+
+    // Later checkpoints win; offsets move; an existing switch id is kept once.
+    let mut later = Vec::new();
+    for v in 2..=4 {
+        let c = checkpoint(&a, v, (0, 10 + v));
+        later.push(c.checkpoint_id.clone());
+        store
+            .commit(&CommitBatch {
+                keep_checkpoints: 2,
+                group: group.clone(),
+                topic: topic.clone(),
+                offsets: vec![(0, 20 + v)],
+                checkpoints: vec![c],
+                switches: first.switches.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    let loaded = store.load_user(&a).await.unwrap().unwrap();
+    assert_eq!(loaded.version, 4);
+    assert_eq!(loaded.checkpoint_id, later[2]);
+    assert_eq!(loaded.last_position, Some((0, 14)));
+    assert_eq!(
+        store.load_offsets(&group, &topic).await.unwrap(),
+        vec![(0, 24), (2, 9)]
+    );
+    assert_eq!(store.history(&a, 10).await.unwrap(), first.switches);
+
+    // The outbox: committed switches with their partition key, oldest first, until published.
+    let second = switch(&a, &unique("sw"), Mode::Pattern, 30);
+    store
+        .commit(&CommitBatch {
+            group: group.clone(),
+            topic: topic.clone(),
+            checkpoints: vec![checkpoint(&a, 5, (0, 20))],
+            switches: vec![second.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pending: Vec<_> = store
+        .unpublished(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.key == a)
+        .collect();
+    assert_eq!(pending.len(), 2);
+    assert_eq!(pending[0].message, first.switches[0]);
+    assert_eq!(pending[1].message, second);
+    let ids: Vec<String> = pending
+        .iter()
+        .map(|p| p.message.switch_id.clone())
+        .collect();
+    store.mark_published(&ids[..1]).await.unwrap();
+    let left: Vec<String> = store
+        .unpublished(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.message.switch_id)
+        .collect();
+    assert!(!left.contains(&ids[0]) && left.contains(&ids[1]));
+    store.mark_published(&ids).await.unwrap();
+    let left = store.unpublished(1000).await.unwrap();
+    assert!(left.iter().all(|o| !ids.contains(&o.message.switch_id)));
+
+    // History: newest first, limited, per user.
+    assert_eq!(
+        store.history(&a, 10).await.unwrap(),
+        vec![second.clone(), first.switches[0].clone()]
+    );
+    assert_eq!(store.history(&a, 1).await.unwrap(), vec![second]);
+    assert!(store.history(&b, 10).await.unwrap().is_empty());
+}
+
+async fn dedup_contract(d: &dyn Dedup) {
+    d.check().await.unwrap();
+    let ids = vec![unique("ev"), unique("ev"), unique("ev")];
+    assert_eq!(d.claim(&ids).await.unwrap(), vec![Claim::Claimed; 3]);
+    assert_eq!(d.claim(&ids).await.unwrap(), vec![Claim::InFlight; 3]);
+    d.confirm(&ids[..1]).await.unwrap();
+    d.release(&ids[1..2]).await.unwrap();
+    assert_eq!(
+        d.claim(&ids[..2]).await.unwrap(),
+        vec![Claim::Done, Claim::Claimed]
+    );
+    // A confirmed id is not released by a late release.
+    d.release(&ids[..1]).await.unwrap();
+    assert_eq!(d.claim(&ids[..1]).await.unwrap(), vec![Claim::Done]);
+    // An in-flight claim whose owner died expires (claim TTL is 1 s here).
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(d.claim(&ids[2..]).await.unwrap(), vec![Claim::Claimed]);
+    assert_eq!(d.claim(&ids[..1]).await.unwrap(), vec![Claim::Done]);
+}
+
+fn view(pseudonym: &str, mode: Mode) -> StateView {
+    let hrv = HrvBaseline {
+        baseline_ms: 55.5,
+        personal: true,
+        days: 20,
+        required_days: 14,
+        normal_band_ms: Some([48.0, 61.0]),
+    };
+    StateView {
+        user_pseudonym: pseudonym.into(),
+        thread_id: thread_id(pseudonym),
+        mode,
+        confidence: 0.5,
+        mode_since: Some(at(0)),
+        calibrating: false,
+        baselines: Baselines {
+            hrv_rmssd: hrv.clone(),
+            hrv_sdnn: HrvBaseline {
+                normal_band_ms: None,
+                ..hrv
+            },
+            resting_heart_rate: RestingHeartRateBaseline {
+                baseline_bpm: 58.0,
+                days: 20,
+            },
+            heart_rate: HeartRateBaseline {
+                baseline_bpm: 70.0,
+                personal: false,
+            },
+        },
+        latest: Snapshot::default(),
+        events: 42,
+        anomalies: 1,
+        as_of: Some(at(5)),
+    }
+}
+
+fn point(minute: i64) -> SeriesPoint {
+    SeriesPoint {
+        metric: Metric::HeartRate,
+        value: 60.0 + minute as f64,
+        at: at(minute),
+        artefact: minute % 2 == 0,
+    }
+}
+
+/// `cache` keeps at most 5 points per user and forgets after 1 s.
+async fn state_cache_contract(cache: &dyn StateCache) {
+    let (a, b) = (unique("u"), unique("u"));
+    assert_eq!(cache.state(&a).await.unwrap(), None);
+    assert!(cache.series(&a, 10).await.unwrap().is_empty());
+    cache
+        .put(&[
+            CachedUser {
+                pseudonym: a.clone(),
+                state: view(&a, Mode::Guardian),
+                points: (0..3).map(point).collect(),
+            },
+            CachedUser {
+                pseudonym: b.clone(),
+                state: view(&b, Mode::Pattern),
+                points: Vec::new(),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.state(&a).await.unwrap(),
+        Some(view(&a, Mode::Guardian))
+    );
+    assert_eq!(
+        cache.state(&b).await.unwrap(),
+        Some(view(&b, Mode::Pattern))
+    );
+    assert_eq!(
+        cache.series(&a, 10).await.unwrap(),
+        (0..3).map(point).collect::<Vec<_>>()
+    );
+    cache
+        .put(&[CachedUser {
+            pseudonym: a.clone(),
+            state: view(&a, Mode::Reflex),
+            points: (3..8).map(point).collect(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(cache.state(&a).await.unwrap(), Some(view(&a, Mode::Reflex)));
+    // Capped at the newest five, oldest first; `limit` takes the newest.
+    assert_eq!(
+        cache.series(&a, 10).await.unwrap(),
+        (3..8).map(point).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        cache.series(&a, 2).await.unwrap(),
+        (6..8).map(point).collect::<Vec<_>>()
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(cache.state(&a).await.unwrap(), None);
+    assert!(cache.series(&a, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn postgres_store_meets_both_contracts() {
+    let store = PgStore::connect(&fresh_database().await).await.unwrap();
+    key_store_contract(&store).await;
+    state_store_contract(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_meets_both_contracts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    key_store_contract(&store).await;
+    state_store_contract(&store).await;
+}
+
+#[tokio::test]
+async fn redis_dedup_meets_the_contract() {
+    let d = RedisDedup::connect(&redis_url(), 60, Duration::from_secs(1))
+        .await
+        .unwrap();
+    dedup_contract(&d).await;
+}
+
+#[tokio::test]
+async fn memory_dedup_meets_the_contract() {
+    let d = MemoryDedup::new(Duration::from_secs(60), Duration::from_secs(1), 1000);
+    dedup_contract(&d).await;
+}
+
+#[tokio::test]
+async fn redis_state_cache_meets_the_contract() {
+    let c = RedisStateCache::connect(&redis_url(), 1, 5).await.unwrap();
+    state_cache_contract(&c).await;
+}
+
+#[tokio::test]
+async fn memory_state_cache_meets_the_contract() {
+    let c = MemoryStateCache::new(Duration::from_secs(1), 5);
+    state_cache_contract(&c).await;
+}
+
+type Schema = (
+    BTreeMap<String, BTreeSet<String>>,
+    BTreeMap<String, (String, Vec<String>)>,
+);
+
+async fn postgres_schema() -> Schema {
+    use sqlx::Row;
+    let store = PgStore::connect(&fresh_database().await).await.unwrap();
+    let pool = store.pool();
+    let mut tables: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in sqlx::query(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns
+         WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    {
+        tables.entry(r.get(0)).or_default().insert(r.get(1));
+    }
+    // Indexes created by name: not those behind a primary key or unique constraint.
+    let mut indexes = BTreeMap::new();
+    for r in sqlx::query(
+        "SELECT i.relname::text, t.relname::text,
+                array_agg(a.attname::text ORDER BY k.n)
+         FROM pg_index x
+         JOIN pg_class i ON i.oid = x.indexrelid
+         JOIN pg_class t ON t.oid = x.indrelid
+         JOIN pg_namespace ns ON ns.oid = t.relnamespace
+         CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n)
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+         WHERE ns.nspname = 'public' AND t.relname <> '_sqlx_migrations'
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)
+         GROUP BY i.relname, t.relname",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    {
+        indexes.insert(r.get(0), (r.get(1), r.get(2)));
+    }
+    (tables, indexes)
+}
+
+fn sqlite_schema() -> Schema {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(dir.path()).unwrap());
+    let c = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+    let mut tables: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut st = c
+        .prepare(
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'",
+        )
+        .unwrap();
+    for r in st
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+    {
+        let (t, col) = r.unwrap();
+        tables.entry(t).or_default().insert(col);
+    }
+    let mut indexes = BTreeMap::new();
+    let mut st = c
+        .prepare(
+            "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL",
+        )
+        .unwrap();
+    let named: Vec<(String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (name, table) in named {
+        let mut st = c
+            .prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")
+            .unwrap();
+        let cols: Vec<String> = st
+            .query_map([&name], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        indexes.insert(name, (table, cols));
+    }
+    (tables, indexes)
+}
+
+#[tokio::test]
+async fn postgres_and_sqlite_schemas_have_the_same_tables_columns_and_indexes() {
+    let (pg_tables, pg_indexes) = postgres_schema().await;
+    let (lite_tables, lite_indexes) = sqlite_schema();
+    assert!(pg_tables.contains_key("checkpoints"), "{pg_tables:?}");
+    assert!(
+        pg_indexes.contains_key("mode_history_unpublished"),
+        "{pg_indexes:?}"
+    );
+    assert_eq!(pg_tables, lite_tables);
+    assert_eq!(pg_indexes, lite_indexes);
+}
+
+#[test]
+fn store_errors_keep_their_source() {
+    let e = StoreError::from(rusqlite::Error::InvalidQuery);
+    let source = std::error::Error::source(&e).expect("the SQLite error is kept");
+    assert!(source.downcast_ref::<rusqlite::Error>().is_some());
+}
