@@ -4,8 +4,8 @@
 use crate::log::{LoggedRecord, StartAt};
 use crate::root::Backends;
 use crate::settings::{
-    self, BackendSettings, BridgeSettings, CacheSettings, DataSettings, LogSettings,
-    MetricsSettings, Settings, StoreSettings, TelemetrySettings,
+    self, BackendSettings, BridgeSettings, DataSettings, LogSettings, MetricsSettings, Settings,
+    StoreSettings, TelemetrySettings,
 };
 use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -80,13 +80,8 @@ struct ServeArgs {
 #[derive(clap::Args, Serialize, Deserialize)]
 struct BridgeArgs {
     #[command(flatten)]
-    data: DataSettings,
-    #[command(flatten)]
-    log: LogSettings,
-    #[command(flatten)]
-    store: StoreSettings,
-    #[command(flatten)]
-    cache: CacheSettings,
+    #[serde(flatten)]
+    backends: BackendSettings,
     #[command(flatten)]
     bridge: BridgeSettings,
     #[command(flatten)]
@@ -117,13 +112,8 @@ struct DlqReplayArgs {
     #[arg(long)]
     limit: Option<usize>,
     #[command(flatten)]
-    data: DataSettings,
-    #[command(flatten)]
-    log: LogSettings,
-    #[command(flatten)]
-    store: StoreSettings,
-    #[command(flatten)]
-    cache: CacheSettings,
+    #[serde(flatten)]
+    backends: BackendSettings,
     #[command(flatten)]
     telemetry: TelemetrySettings,
 }
@@ -243,12 +233,7 @@ fn run_cli() -> anyhow::Result<()> {
         Command::Bridge(_) => {
             let a: BridgeArgs = settings::resolve(m, file)?;
             crate::telemetry::init_tracing(&a.telemetry);
-            let backends = Backends::new(BackendSettings {
-                data: a.data,
-                log: a.log,
-                store: a.store,
-                cache: a.cache,
-            });
+            let backends = Backends::new(a.backends);
             rt.block_on(crate::app::run_bridge(
                 backends,
                 &a.bridge,
@@ -263,7 +248,7 @@ fn run_cli() -> anyhow::Result<()> {
                 a.replication_factor >= 1,
                 "--replication-factor must be at least 1"
             );
-            let backends = backends_of(a.data, Some(a.log), None, None);
+            let backends = backends_of(a.data, Some(a.log), None);
             rt.block_on(async {
                 let log = backends.log().await?;
                 let topics = backends.settings().log.topics();
@@ -281,7 +266,7 @@ fn run_cli() -> anyhow::Result<()> {
             let a: KeysCreateArgs = settings::resolve(m, file)?;
             crate::telemetry::init_tracing(&a.telemetry);
             anyhow::ensure!(!a.user.trim().is_empty(), "--user must not be empty");
-            let backends = backends_of(a.data, None, Some(a.store), None);
+            let backends = backends_of(a.data, None, Some(a.store));
             rt.block_on(async {
                 let store = backends.keys().await?;
                 let key = crate::store::issue_key(store.as_ref(), &a.user).await?;
@@ -305,13 +290,13 @@ fn run_cli() -> anyhow::Result<()> {
             };
             // Reading from the end has nothing to show but what comes next: it waits.
             let follow = a.follow || !a.from_beginning;
-            let backends = backends_of(a.data, Some(a.log), None, None);
+            let backends = backends_of(a.data, Some(a.log), None);
             rt.block_on(read_log(&backends, &topic, from, follow, a.limit))
         }
         Command::Migrate(_) => {
             let a: MigrateArgs = settings::resolve(m, file)?;
             crate::telemetry::init_tracing(&a.telemetry);
-            let backends = backends_of(a.data, None, Some(a.store), None);
+            let backends = backends_of(a.data, None, Some(a.store));
             rt.block_on(async {
                 let store = backends.keys().await?;
                 println!("migrations applied ({})", store.backend());
@@ -321,7 +306,7 @@ fn run_cli() -> anyhow::Result<()> {
         Command::Dlq { .. } => {
             let a: DlqReplayArgs = settings::resolve(m, file)?;
             crate::telemetry::init_tracing(&a.telemetry);
-            let backends = backends_of(a.data, Some(a.log), Some(a.store), Some(a.cache));
+            let backends = Backends::new(a.backends);
             rt.block_on(async {
                 let r = crate::dlq::replay(&backends, a.limit).await?;
                 backends.close().await;
@@ -356,14 +341,13 @@ fn backends_of(
     data: DataSettings,
     log: Option<LogSettings>,
     store: Option<StoreSettings>,
-    cache: Option<CacheSettings>,
 ) -> Backends {
     let d = settings::defaults::<BackendSettings>();
     Backends::new(BackendSettings {
         data,
         log: log.unwrap_or(d.log),
         store: store.unwrap_or(d.store),
-        cache: cache.unwrap_or(d.cache),
+        cache: d.cache,
     })
 }
 

@@ -216,17 +216,7 @@ impl EventLog for KafkaLog {
                 .set("bootstrap.servers", &bootstrap)
                 .create()?;
             let timeout = Duration::from_secs(10);
-            let md = consumer.fetch_metadata(Some(&topic), Timeout::After(timeout))?;
-            let parts: Vec<i32> = md
-                .topics()
-                .iter()
-                .filter(|t| t.name() == topic)
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect();
-            if parts.is_empty() {
-                return Err(LogError::UnknownTopic(topic));
-            }
-            parts
+            partitions(&consumer, &topic)?
                 .into_iter()
                 .map(|p| Ok((p, consumer.fetch_watermarks(&topic, p, timeout)?.1)))
                 .collect()
@@ -308,6 +298,21 @@ async fn create_topics(
         .collect()
 }
 
+/// The partitions of `topic`; a topic the cluster does not know is [`LogError::UnknownTopic`].
+fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, LogError> {
+    let md = consumer.fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(10)))?;
+    let parts: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if parts.is_empty() {
+        return Err(LogError::UnknownTopic(topic.to_string()));
+    }
+    Ok(parts)
+}
+
 /// Reads every partition of a topic from the beginning (or from its end) outside any group,
 /// stopping at the end of the log (the high watermarks when reading started) unless `follow`,
 /// or when `each` returns false.
@@ -327,16 +332,7 @@ fn read(
         // requests behind a long poll, and a follower sees records at once.
         .set("fetch.wait.max.ms", "10")
         .create()?;
-    let md = consumer.fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(10)))?;
-    let parts: Vec<i32> = md
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if parts.is_empty() {
-        return Err(LogError::UnknownTopic(topic.to_string()));
-    }
+    let parts = partitions(&consumer, topic)?;
     let mut tpl = TopicPartitionList::new();
     // Partitions still to drain: partition -> high watermark at start.
     let mut remaining = std::collections::HashMap::new();
