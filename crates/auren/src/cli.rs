@@ -48,6 +48,8 @@ enum Command {
     },
     /// Send realistic signed traffic for simulated users to a running service.
     Simulate(crate::simulate::SimulateArgs),
+    /// Run a JSON-lines file of events through the mode engine offline; print the timeline.
+    Replay(crate::replay::ReplayArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -226,6 +228,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate(args) => crate::simulate::run(args).await,
+        Command::Replay(args) => crate::replay::run(args),
     }
 }
 

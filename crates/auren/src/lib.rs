@@ -14,6 +14,7 @@ pub mod dlq;
 pub mod http;
 pub mod log;
 pub mod reload;
+pub mod replay;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
