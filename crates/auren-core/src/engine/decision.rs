@@ -1,7 +1,8 @@
 //! From evidence to a switch: confirmation, hysteresis, dwell, cooldown and pre-emption.
 //!
 //! - **Confirmation.** REFLEX backed by one reading waits for `enter_consecutive` qualifying
-//!   readings of that kind (for HRV, within one night); a second reading of the same moment (a
+//!   readings of that kind (for HRV: within one night, and only for a drop twice
+//!   `hrv_drop_min_sd` deep; a night that is merely low needs another signal); a second reading of the same moment (a
 //!   heart rate beside an HRV, the night's resting HR, stress beside a heart rate) enters at once. One reading is one signal, whatever number of rules it
 //!   trips. GUARDIAN's rules carry their own persistence (nights, not evaluations).
 //! - **Exit.** Leaving needs the current mode's exit condition (below the entry thresholds by
@@ -40,7 +41,7 @@ pub(crate) fn count(
     }
     st.hrv = step(
         st.hrv,
-        e.hrv_primary.is_some() && e.hrv_personal,
+        e.hrv_primary.is_some() && e.hrv_extreme,
         e.hrv_primary == Some(metric),
     );
     st.without_anomaly = if e.hypothesis.is_empty() {
@@ -80,7 +81,7 @@ pub(crate) fn decide(
         && (e.corroborated
             || (e.hr_primary && st.heart_rate >= need)
             || (e.stress_primary && st.stress >= need)
-            || (e.hrv_primary.is_some() && e.hrv_personal && st.hrv >= need));
+            || (e.hrv_primary.is_some() && e.hrv_extreme && st.hrv >= need));
     let target = if confirmed {
         Some(Mode::Reflex)
     } else if e.guardian_qualifies {

@@ -386,10 +386,11 @@ fn personal_baseline_replaces_defaults_after_calibration() {
     r.feed(Metric::HrvSdnn, 30.0, at);
     r.feed(Metric::HrvSdnn, 30.0, at + 60);
     assert_eq!(r.mode(), Mode::Pattern);
-    // 26 ms is 35 % under 40: REFLEX on the second such reading.
-    r.feed(Metric::HrvSdnn, 26.0, at + 120);
+    // The next night, 26 ms is 35 % under 40 and far outside this steady user's noise: REFLEX on
+    // the night's second such reading.
+    r.feed(Metric::HrvSdnn, 26.0, at + DAY);
     assert_eq!(r.mode(), Mode::Pattern);
-    r.feed(Metric::HrvSdnn, 26.0, at + 180);
+    r.feed(Metric::HrvSdnn, 26.0, at + DAY + 60);
     assert_eq!(r.mode(), Mode::Reflex);
     assert!(r
         .switches

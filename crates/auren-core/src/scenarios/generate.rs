@@ -332,7 +332,13 @@ fn daytime(spec: &Spec, d: i64, rng: &mut Rng, out: &mut Vec<Sample>) {
         let len = (rng.range(10.0, 25.0) as i64) * M;
         let mut t = start;
         while t < start + len {
-            out.push(s(Metric::HeartRate, rng.range(96.0, 114.0), t));
+            // Heart rate climbs over the first minutes of a walk.
+            let hr = if t == start {
+                p.day_hr + rng.range(10.0, 20.0)
+            } else {
+                rng.range(96.0, 114.0)
+            };
+            out.push(s(Metric::HeartRate, hr, t));
             out.push(s(Metric::Steps, rng.range(100.0, 125.0) * 2.0, t));
             out.push(s(Metric::ActiveEnergy, rng.range(7.0, 10.0), t));
             out.push(s(Metric::Distance, rng.range(150.0, 200.0), t));

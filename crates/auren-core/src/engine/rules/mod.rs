@@ -91,6 +91,9 @@ pub(crate) struct Evidence {
     pub hrv_primary: Option<Metric>,
     /// The HRV drop is against the user's own baseline (may confirm itself by repetition).
     pub hrv_personal: bool,
+    /// The HRV drop is extreme for this user (twice `hrv_drop_min_sd`): only then may repeated
+    /// readings of one night confirm it without another signal.
+    pub hrv_extreme: bool,
     /// Night of the HRV reading behind `hrv_primary`.
     pub hrv_night: i32,
     /// Another reading of the same moment backs a primary signal.

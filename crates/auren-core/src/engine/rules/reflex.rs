@@ -106,7 +106,13 @@ pub(crate) fn evaluate(s: &UserState, cfg: &EngineConfig, now: i64, e: &mut Evid
         let series = s.hrv_series(m);
         let (b_ln, personal) = s.hrv_baseline_ln(cfg, m);
         let b = b_ln.exp();
-        let v = f64::from(h.v);
+        let night = night_of(i64::from(h.at));
+        // The night's HRV is the mean of its readings so far: Apple's spot readings scatter ±12 %
+        // within a night, and one of three low is not a low night.
+        let v = match series.current() {
+            Some((n, mean)) if n == night => mean.exp(),
+            _ => f64::from(h.v),
+        };
         let drop = b - v;
         let pct = drop / b * 100.0;
         // Outside the user's own noise, once they have a band; a prior has no noise to compare.
@@ -114,7 +120,6 @@ pub(crate) fn evaluate(s: &UserState, cfg: &EngineConfig, now: i64, e: &mut Evid
             .has_band(cfg, series)
             .then(|| (v.ln() - series.stats().long_mean) / UserState::ln_sd(series));
         let beyond_noise = |k: f64| z.is_none_or(|z| z <= -k * t.hrv_drop_min_sd);
-        let night = night_of(i64::from(h.at));
         let feverish = s.nights.get(s.nights.temp_high, night);
         let by_ms = drop > t.hrv_drop_ms;
         let by_pct = pct > t.hrv_drop_percentage;
@@ -134,6 +139,7 @@ pub(crate) fn evaluate(s: &UserState, cfg: &EngineConfig, now: i64, e: &mut Evid
             }
             e.hrv_primary = Some(m);
             e.hrv_personal = personal;
+            e.hrv_extreme = beyond_noise(2.0) && z.is_some();
             e.hrv_night = night;
             e.source((m, h.at));
             corroborate(s, cfg, e, h.at, night, hr_elevated_over_base);
