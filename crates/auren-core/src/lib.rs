@@ -9,6 +9,7 @@ pub mod engine;
 pub mod ingest;
 pub mod model;
 pub mod pseudonym;
+pub mod scenarios;
 pub mod signature;
 pub mod units;
 pub mod vendors;

@@ -139,10 +139,13 @@ pub enum Metric {
     RecoveryScore,
     /// Stress as a fraction 0-1.
     StressLevel,
+    /// A workout session (a vendor's workout record, or one the watch recorded); the value is
+    /// its length in minutes from `occurred_at`. The engine reads it as activity context.
+    Workout,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 29] = [
+    pub const ALL: [Metric; 30] = [
         Metric::HeartRate,
         Metric::RestingHeartRate,
         Metric::WalkingHeartRate,
@@ -172,6 +175,7 @@ impl Metric {
         Metric::MindfulMinutes,
         Metric::RecoveryScore,
         Metric::StressLevel,
+        Metric::Workout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -205,6 +209,7 @@ impl Metric {
             Metric::MindfulMinutes => "mindful_minutes",
             Metric::RecoveryScore => "recovery_score",
             Metric::StressLevel => "stress_level",
+            Metric::Workout => "workout",
         }
     }
 
@@ -224,7 +229,7 @@ impl Metric {
             BodyMass => Unit::Kilogram,
             BloodPressureSystolic | BloodPressureDiastolic => Unit::MillimetreMercury,
             SleepSegment | SleepTotal | SleepDeep | SleepRem | SleepCore | SleepAwake
-            | SleepInBed | MindfulMinutes => Unit::Minute,
+            | SleepInBed | MindfulMinutes | Workout => Unit::Minute,
             RecoveryScore | StressLevel => Unit::Score,
         }
     }
@@ -256,7 +261,7 @@ impl Metric {
             BloodPressureDiastolic => (20.0, 200.0),
             SleepSegment | SleepTotal | SleepDeep | SleepRem | SleepCore | SleepAwake
             | SleepInBed => (0.0, 24.0 * 60.0),
-            MindfulMinutes => (0.0, 24.0 * 60.0),
+            MindfulMinutes | Workout => (0.0, 24.0 * 60.0),
             RecoveryScore => (0.0, 100.0),
             StressLevel => (0.0, 1.0),
         }
@@ -344,6 +349,10 @@ pub enum ReadingDetail {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     },
+    /// The vendor says its own baseline for this user is still being built (WHOOP's
+    /// `user_calibrating`). Its scores are then not yet personal, so the engine does not count
+    /// them as votes and reports the user as calibrating. A vendor-data adapter sets it.
+    VendorCalibrating,
 }
 
 /// One measured value, in the canonical unit of its metric.

@@ -54,7 +54,7 @@ impl Service {
     ) -> anyhow::Result<Self> {
         let secrets = settings.secrets.resolve(&settings.data.data_dir)?;
         let pseudonyms = Pseudonymizer::new(secrets.pseudonym_key.as_bytes())?;
-        let config = ConfigHandle::load(settings.bridge.biometric_config.clone())?;
+        let config = ConfigHandle::load(settings.bridge.thresholds.biometric_config.clone())?;
         let log = writable_log(&backends).await?;
         let bridge = match with_bridge {
             true => Some(bridge(&backends, &settings.bridge, &settings.log, config.clone()).await?),
@@ -162,7 +162,7 @@ pub async fn run_bridge(
     settings: &BridgeSettings,
     metrics_addr: SocketAddr,
 ) -> anyhow::Result<()> {
-    let config = ConfigHandle::load(settings.biometric_config.clone())?;
+    let config = ConfigHandle::load(settings.thresholds.biometric_config.clone())?;
     writable_log(&backends).await?;
     let topics = backends.settings().log.clone();
     let bridge = bridge(&backends, settings, &topics, config.clone()).await?;

@@ -65,6 +65,8 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Run a JSON-lines file of events through the mode engine offline; print the timeline.
+    Replay(crate::replay::ReplayArgs),
 }
 
 #[derive(clap::Args, Serialize, Deserialize)]
@@ -333,6 +335,7 @@ fn run_cli() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&a.settings.redacted())?);
             Ok(())
         }
+        Command::Replay(args) => crate::replay::run(args),
     }
 }
 

@@ -21,7 +21,8 @@
 //! - [`reload`]: the thresholds file in force, and its hot reload.
 //! - [`shutdown`]: one signal every long-running piece stops on, and the drain after it.
 //! - [`app`]: `serve` and `bridge`, the long-running commands; [`cli`]: every command.
-//! - [`dlq`]: dead-letter replay; [`simulate`]: realistic signed traffic for a running service;
+//! - [`dlq`]: dead-letter replay; [`replay`]: a scenario file through the engine offline;
+//!   [`simulate`]: realistic signed traffic for a running service;
 //!   [`telemetry`]: metrics and log lines.
 //!
 //! Dependencies point one way: `settings`, `messages` and `shutdown` depend on nothing here;
@@ -37,6 +38,7 @@ pub mod http;
 pub mod log;
 pub mod messages;
 pub mod reload;
+pub mod replay;
 pub mod root;
 pub mod settings;
 pub mod shutdown;

@@ -158,6 +158,14 @@ pub struct BridgeSettings {
     /// Checkpoints kept per user; older ones are deleted as new ones are written (0 keeps all).
     #[arg(long, env = "AUREN_CHECKPOINTS_KEPT", default_value_t = 20)]
     pub checkpoints_kept: u32,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub thresholds: ThresholdsSettings,
+}
+
+/// The mode engine's thresholds file: the bridge's, and `auren replay`'s.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct ThresholdsSettings {
     /// The thresholds YAML; unset means the built-in defaults.
     #[arg(long, env = "BIOMETRIC_CONFIG")]
     pub biometric_config: Option<PathBuf>,

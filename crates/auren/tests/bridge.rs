@@ -63,7 +63,7 @@ async fn embedded_default_webhooks_to_switch_state_and_history() {
     assert_eq!(s, 200, "{state}");
     assert_eq!(state["mode"], "REFLEX");
     assert_eq!(state["calibrating"], true);
-    assert_eq!(state["baselines"]["hrv_sdnn"]["baseline_ms"], 60.0);
+    assert_eq!(state["baselines"]["hrv_sdnn"]["baseline_ms"], 40.0);
     assert_eq!(state["baselines"]["heart_rate"]["baseline_bpm"], 70.0);
     assert_eq!(state["latest"]["heart_rate"], 112.0);
     assert_eq!(app.get_json(&path, &key).await.0, 200);

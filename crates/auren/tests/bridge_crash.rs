@@ -16,7 +16,7 @@ fn spawn(args: &auren::settings::Settings, port: u16, config: &std::path::Path) 
     let mut args = args.clone();
     args.http.http_addr = format!("127.0.0.1:{port}").parse().unwrap();
     args.metrics.metrics_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    args.bridge.biometric_config = Some(config.to_path_buf());
+    args.bridge.thresholds.biometric_config = Some(config.to_path_buf());
     auren_command(&args)
         .arg("serve")
         .stdout(Stdio::null())

@@ -1,29 +1,43 @@
 //! The cognitive mode engine: per-user baselines and a mode decided from them, with no IO.
 //!
-//! Modes, most urgent first: REFLEX (acute stress), GUARDIAN (low recovery), HYPOTHESIS (anomalous
+//! Modes, most urgent first: REFLEX (acute stress), GUARDIAN (low reserve), HYPOTHESIS (anomalous
 //! or implausible readings), PATTERN (normal). Each event updates the user's state and is then
-//! judged against the config:
+//! judged against the config. The parts, one file each:
 //!
-//! - **Evidence.** Acute signals (HRV drop against the baseline, heart rate at rest, stress) count
-//!   for `acute_window_seconds`; daily ones (nightly HRV against the 60-day band, resting HR,
-//!   temperature, vendor recovery) for `daily_window_hours`. A user is calibrating until a series
-//!   has `calibration_days` days; until then the seed's defaults stand in for the baseline.
-//! - **Artefacts.** A reading that jumps faster than physiology allows, or an HRV many times off
-//!   the baseline, is kept out of the baselines and leads to HYPOTHESIS, never to REFLEX.
-//! - **Stability.** A mode backed by a single signal needs `enter_consecutive` qualifying
-//!   evaluations; two independent signals enter at once. Leaving needs the mode's own exit
-//!   condition (below the entry thresholds by `exit_ratio`) to hold for `min_dwell_seconds`, and no
-//!   switch happens within `mode_switch_cooldown_seconds` of the last one unless to a more urgent
-//!   mode. A user is never "switched" to the mode they are in.
-//! - **Time** is event time: the same events in the same order give the same switches, with the
-//!   same deterministic ids, on any machine and any replay.
+//! - [`baseline`]: nightly series (ln HRV per kind, resting HR, temperatures) with a 7-night
+//!   baseline and a 60-night normal band; [`activity`]: when the user was moving.
+//! - [`rules`]: what each mode's evidence is ([`rules::reflex`], [`rules::guardian`],
+//!   [`rules::hypothesis`]).
+//! - `decision`: hysteresis, dwell, cooldown and pre-emption; `explain`: reasons and confidence.
+//! - [`replay`]: a file of events through the engine offline, for scenarios and `auren replay`.
+//!
+//! **Evidence lifetimes.** Daily measurements (nightly HRV, resting HR, temperature, recovery)
+//! stand until the next reading of their kind, at most `daily_window_hours`: a night's verdict is
+//! still there when the user wakes. Acute ones (heart rate at rest, stress) last
+//! `acute_window_seconds`.
+//!
+//! **Calibration.** HRV is compared with a baseline that starts at a per-kind prior (RMSSD and
+//! SDNN differ) and shrinks towards the user's own mean night by night. Until `calibration_days`
+//! nights (or at once for a backfilled user, see [`UserState::mark_backfilled`]) an HRV drop needs
+//! another signal to corroborate it: a population default alone never makes a REFLEX.
+//!
+//! **Time** is event time: the same events in the same order give the same switches, with the
+//! same deterministic ids, on any machine and any replay. No event can carry a user's clock past
+//! what later data can follow (see `stability.max_future_seconds`).
 
+pub mod activity;
 pub mod baseline;
 pub mod config;
+mod decision;
+mod explain;
+pub mod replay;
+pub mod rules;
 
-use crate::model::{BiometricEvent, EventId, Metric, Payload};
-use baseline::{day_of, DailySeries};
+use crate::model::{BiometricEvent, EventId, Metric, Payload, ReadingDetail};
+use activity::Activity;
+use baseline::{night_of, DailySeries, Kind};
 use config::EngineConfig;
+use rules::Nights;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -71,10 +85,95 @@ impl fmt::Display for Mode {
     }
 }
 
+/// Every rule a reason can name. Serialised as the snake_case strings the wire has always carried,
+/// so agents reading `reasons[].rule` see no change; an enum makes a misspelt rule a compile error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    // REFLEX
+    HrvDropMs,
+    HrvDropPercentage,
+    HeartRateElevated,
+    HeartRateElevation,
+    StressLevelCritical,
+    // GUARDIAN
+    StressLevelHigh,
+    RecoveryScoreLow,
+    RecoveryBelowModerate,
+    HrvBelowNormalBand,
+    HrvBaselineBelowNormalBand,
+    RestingHeartRateElevated,
+    TemperatureDeviation,
+    BodyTemperatureElevated,
+    WristTemperatureElevated,
+    IllnessPattern,
+    LargeRestingHeartRateRise,
+    LargeTemperatureRise,
+    LowIndicatorsPersist,
+    // HYPOTHESIS
+    HeartRateJumpArtefact,
+    HrvArtefact,
+    HighHrvWithHighHeartRate,
+    LowHrvWithLowHeartRate,
+    // back to PATTERN
+    HrvWithinBaseline,
+    HeartRateNormal,
+    RecoveryNormal,
+    NightsRecovered,
+    ReflexExitHeld,
+    GuardianExitHeld,
+    HypothesisExitHeld,
+    ReadingsWithoutAnomaly,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        use Rule::*;
+        match self {
+            HrvDropMs => "hrv_drop_ms",
+            HrvDropPercentage => "hrv_drop_percentage",
+            HeartRateElevated => "heart_rate_elevated",
+            HeartRateElevation => "heart_rate_elevation",
+            StressLevelCritical => "stress_level_critical",
+            StressLevelHigh => "stress_level_high",
+            RecoveryScoreLow => "recovery_score_low",
+            RecoveryBelowModerate => "recovery_below_moderate",
+            HrvBelowNormalBand => "hrv_below_normal_band",
+            HrvBaselineBelowNormalBand => "hrv_baseline_below_normal_band",
+            RestingHeartRateElevated => "resting_heart_rate_elevated",
+            TemperatureDeviation => "temperature_deviation",
+            BodyTemperatureElevated => "body_temperature_elevated",
+            WristTemperatureElevated => "wrist_temperature_elevated",
+            IllnessPattern => "illness_pattern",
+            LargeRestingHeartRateRise => "large_resting_heart_rate_rise",
+            LargeTemperatureRise => "large_temperature_rise",
+            LowIndicatorsPersist => "low_indicators_persist",
+            HeartRateJumpArtefact => "heart_rate_jump_artefact",
+            HrvArtefact => "hrv_artefact",
+            HighHrvWithHighHeartRate => "high_hrv_with_high_heart_rate",
+            LowHrvWithLowHeartRate => "low_hrv_with_low_heart_rate",
+            HrvWithinBaseline => "hrv_within_baseline",
+            HeartRateNormal => "heart_rate_normal",
+            RecoveryNormal => "recovery_normal",
+            NightsRecovered => "nights_recovered",
+            ReflexExitHeld => "reflex_exit_held",
+            GuardianExitHeld => "guardian_exit_held",
+            HypothesisExitHeld => "hypothesis_exit_held",
+            ReadingsWithoutAnomaly => "readings_without_anomaly",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One piece of evidence: which rule, on which reading, against what.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reason {
-    pub rule: String,
+    pub rule: Rule,
     /// The reading the rule is about; None for rules about the absence of evidence.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metric: Option<Metric>,
@@ -100,6 +199,7 @@ impl Sample {
 
 /// The latest accepted reading of each metric the engine judges.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Latest {
     pub heart_rate: Option<Sample>,
     pub hrv_rmssd: Option<Sample>,
@@ -109,7 +209,7 @@ pub struct Latest {
     pub recovery_score: Option<Sample>,
     pub temperature_deviation: Option<Sample>,
     pub body_temperature: Option<Sample>,
-    pub steps: Option<Sample>,
+    pub wrist_temperature: Option<Sample>,
 }
 
 /// Readings as the agent sees them at a decision.
@@ -131,6 +231,8 @@ pub struct Snapshot {
     pub temperature_deviation: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrist_temperature: Option<f64>,
 }
 
 /// A decided switch, with everything the agent needs to act on it and explain it.
@@ -157,14 +259,31 @@ pub struct Saved {
     pub stress_level: Option<f32>,
 }
 
+/// Consecutive qualifying readings, per kind of acute evidence. Counted per reading, never per
+/// evaluation: evidence that stands all day would otherwise "confirm" itself on every event.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Streaks {
-    pub reflex: u32,
-    pub guardian: u32,
+    pub heart_rate: u8,
+    pub stress: u8,
+    pub hrv: u8,
+    /// The night the HRV streak is about.
+    pub hrv_night: i32,
     pub without_anomaly: u32,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Per-user facts that do not come from readings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Flags {
+    /// History was loaded from a vendor: the user's baselines are personal from the first day.
+    pub backfilled: bool,
+    /// The vendor's latest score said its own baseline is still calibrating.
+    pub vendor_calibrating: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UserState {
     pub mode: Mode,
     /// Event time (unix seconds) the current mode began; None before the first switch.
@@ -176,8 +295,12 @@ pub struct UserState {
     pub hrv_sdnn: DailySeries,
     pub resting_heart_rate: DailySeries,
     pub body_temperature: DailySeries,
+    pub wrist_temperature: DailySeries,
     pub latest: Latest,
+    pub activity: Activity,
+    pub nights: Nights,
     pub streaks: Streaks,
+    pub flags: Flags,
     /// Since when (event time) the current mode's exit condition has held.
     pub exit_since: Option<i64>,
     pub anomalies: u32,
@@ -188,12 +311,41 @@ pub struct UserState {
     pub saved: Saved,
 }
 
+impl Default for UserState {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Pattern,
+            mode_since: None,
+            confidence: 0.0,
+            clock: None,
+            hrv_rmssd: DailySeries::new(Kind::LnHrv),
+            hrv_sdnn: DailySeries::new(Kind::LnHrv),
+            resting_heart_rate: DailySeries::new(Kind::HeartRate),
+            body_temperature: DailySeries::new(Kind::Temperature),
+            wrist_temperature: DailySeries::new(Kind::Temperature),
+            latest: Latest::default(),
+            activity: Activity::default(),
+            nights: Nights::default(),
+            streaks: Streaks::default(),
+            flags: Flags::default(),
+            exit_since: None,
+            anomalies: 0,
+            events: 0,
+            recent: [0; RECENT_IDS],
+            recent_next: 0,
+            saved: Saved::default(),
+        }
+    }
+}
+
 /// What applying one event did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub applied: bool,
     pub duplicate: bool,
     pub artefact: bool,
+    /// The event's time cannot be real (beyond 2106, or far after its own receipt): ignored.
+    pub refused: bool,
     pub switch: Option<ModeSwitch>,
     /// The change since the last checkpoint is large enough to checkpoint now.
     pub significant: bool,
@@ -201,26 +353,20 @@ pub struct Outcome {
 
 const RECENT_IDS: usize = 8;
 
-struct Evidence {
-    reflex: Vec<Reason>,
-    reflex_kinds: u8,
-    reflex_primary: bool,
-    reflex_clear: bool,
-    guardian: Vec<Reason>,
-    guardian_indicators: u32,
-    guardian_qualifies: bool,
-    guardian_clear: bool,
-    hypothesis: Vec<Reason>,
-    normal: Vec<Reason>,
-}
+/// The narrowest band HRV is judged on, in ln units (5 %): about the typical error of a nightly
+/// HRV measurement. A user whose nights happen to be very alike must not have every ordinary
+/// night called "low".
+pub const MIN_LN_SD: f64 = 0.05;
 
-fn fresh(s: Option<Sample>, now: i64, window: i64) -> Option<Sample> {
-    s.filter(|s| s.at() <= now && now - s.at() <= window)
-}
-
-fn reason(rule: &str, metric: Metric, value: f64, baseline: Option<f64>, threshold: f64) -> Reason {
+pub(crate) fn reason(
+    rule: Rule,
+    metric: Metric,
+    value: f64,
+    baseline: Option<f64>,
+    threshold: f64,
+) -> Reason {
     Reason {
-        rule: rule.to_string(),
+        rule,
         metric: Some(metric),
         value: round3(value),
         baseline: baseline.map(round3),
@@ -228,7 +374,7 @@ fn reason(rule: &str, metric: Metric, value: f64, baseline: Option<f64>, thresho
     }
 }
 
-fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
@@ -240,7 +386,7 @@ fn id_hash(id: &EventId) -> u32 {
 }
 
 impl UserState {
-    fn hrv_series(&self, m: Metric) -> &DailySeries {
+    pub(crate) fn hrv_series(&self, m: Metric) -> &DailySeries {
         if m == Metric::HrvSdnn {
             &self.hrv_sdnn
         } else {
@@ -248,38 +394,86 @@ impl UserState {
         }
     }
 
-    /// HRV baseline in ms for `m` (RMSSD and SDNN each their own): the geometric mean of the short
-    /// window once calibrated, else the configured default. The bool says "personal".
-    pub fn hrv_baseline(&self, cfg: &EngineConfig, m: Metric) -> (f64, bool) {
+    /// Marks the user as backfilled: their history came from the vendor, so their baselines are
+    /// personal from the first day and HRV needs no calibration period. Call before (or while)
+    /// feeding the history.
+    pub fn mark_backfilled(&mut self) {
+        self.flags.backfilled = true;
+    }
+
+    /// Has series `s` enough nights to be the user's own (calibration over, or backfilled)?
+    pub(crate) fn calibrated(&self, cfg: &EngineConfig, s: &DailySeries) -> bool {
+        let days = s.days_with_data();
+        days >= cfg.baselines.calibration_days
+            || (self.flags.backfilled && days >= cfg.baselines.min_short_window_days)
+    }
+
+    /// Does `s` have a usable personal mean and SD (a normal band)?
+    pub(crate) fn has_band(&self, cfg: &EngineConfig, s: &DailySeries) -> bool {
+        self.calibrated(cfg, s) && s.stats().long_days >= 2
+    }
+
+    /// The personal day-to-day SD of ln HRV, never under [`MIN_LN_SD`].
+    pub(crate) fn ln_sd(s: &DailySeries) -> f64 {
+        s.stats().long_sd.max(MIN_LN_SD)
+    }
+
+    /// HRV baseline in ln(ms) for `m`, and whether it is the user's own. Calibrated: the mean of
+    /// the last `short_window_days` completed nights (the seed's 7-day baseline). Before that the
+    /// per-kind prior, shrunk towards the user's completed nights as they come:
+    /// (k·ln prior + n·mean) / (k + n).
+    pub fn hrv_baseline_ln(&self, cfg: &EngineConfig, m: Metric) -> (f64, bool) {
+        let b = &cfg.baselines;
         let s = self.hrv_series(m);
         let st = s.stats();
-        if s.days_with_data() >= cfg.baselines.calibration_days
-            && st.short_days >= cfg.baselines.min_short_window_days
-        {
-            (st.short_mean.exp(), true)
-        } else {
-            (cfg.baselines.hrv_default, false)
+        if self.calibrated(cfg, s) && st.short_days >= b.min_short_window_days {
+            return (st.short_mean, true);
         }
+        let prior = if m == Metric::HrvSdnn {
+            b.hrv_sdnn_default
+        } else {
+            b.hrv_default
+        }
+        .ln();
+        let k = if self.flags.backfilled {
+            0.0
+        } else {
+            b.prior_weight_days
+        };
+        let n = f64::from(st.long_days);
+        if n + k <= 0.0 {
+            return (prior, false);
+        }
+        ((k * prior + n * st.long_mean) / (k + n), false)
     }
 
-    fn calibrated(&self, cfg: &EngineConfig, s: &DailySeries) -> bool {
-        s.days_with_data() >= cfg.baselines.calibration_days
+    /// HRV baseline in ms for `m` (RMSSD and SDNN each their own). The bool says "personal".
+    pub fn hrv_baseline(&self, cfg: &EngineConfig, m: Metric) -> (f64, bool) {
+        let (ln, personal) = self.hrv_baseline_ln(cfg, m);
+        (ln.exp(), personal)
     }
 
-    /// Heart-rate baseline: the personal resting HR once calibrated, else the default.
+    /// Resting HR baseline once a few nights exist: corroboration needs the user's own level.
+    pub(crate) fn resting_hr_baseline(&self, cfg: &EngineConfig) -> Option<f64> {
+        let st = self.resting_heart_rate.stats();
+        (st.long_days >= cfg.baselines.min_short_window_days).then_some(st.long_mean)
+    }
+
+    /// Heart-rate baseline: the personal resting HR once it exists, else the default.
     pub fn heart_rate_baseline(&self, cfg: &EngineConfig) -> (f64, bool) {
-        if self.calibrated(cfg, &self.resting_heart_rate) {
-            (self.resting_heart_rate.stats().long_mean, true)
-        } else {
-            (cfg.baselines.heart_rate_default, false)
+        match self.resting_hr_baseline(cfg) {
+            Some(b) => (b, true),
+            None => (cfg.baselines.heart_rate_default, false),
         }
     }
 
-    /// Calibrating until any HRV series (or, without HRV, resting HR) has enough days.
+    /// Calibrating until an HRV series (or, without HRV, resting HR) is the user's own, and while
+    /// the vendor says it is calibrating.
     pub fn calibrating(&self, cfg: &EngineConfig) -> bool {
-        !(self.calibrated(cfg, &self.hrv_rmssd)
-            || self.calibrated(cfg, &self.hrv_sdnn)
-            || self.calibrated(cfg, &self.resting_heart_rate))
+        self.flags.vendor_calibrating
+            || !(self.calibrated(cfg, &self.hrv_rmssd)
+                || self.calibrated(cfg, &self.hrv_sdnn)
+                || self.calibrated(cfg, &self.resting_heart_rate))
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -294,6 +488,7 @@ impl UserState {
             recovery_score: v(l.recovery_score),
             temperature_deviation: v(l.temperature_deviation),
             body_temperature: v(l.body_temperature),
+            wrist_temperature: v(l.wrist_temperature),
         }
     }
 
@@ -336,377 +531,67 @@ impl UserState {
             + self.hrv_sdnn.heap_bytes()
             + self.resting_heart_rate.heap_bytes()
             + self.body_temperature.heap_bytes()
+            + self.wrist_temperature.heap_bytes()
     }
 
-    fn at_rest(&self, cfg: &EngineConfig, now: i64) -> bool {
-        fresh(
-            self.latest.steps,
-            now,
-            cfg.stability.activity_window_seconds as i64,
-        )
-        .is_none_or(|s| (s.v as f64) < cfg.stability.active_steps)
-    }
-
-    /// Is this reading a sensor artefact? Judged before it touches any baseline.
-    fn artefact(&self, cfg: &EngineConfig, metric: Metric, value: f64, at: i64) -> Option<Reason> {
-        let a = &cfg.anomaly;
-        match metric {
-            Metric::HeartRate => {
-                let prev = self.latest.heart_rate?;
-                let dt = at - prev.at();
-                if dt <= 0 || dt > a.hr_jump_window_seconds as i64 {
-                    return None;
-                }
-                let per_minute = (value - prev.v as f64).abs() / (dt as f64 / 60.0).max(1.0 / 60.0);
-                (per_minute > a.max_hr_jump_bpm_per_minute).then(|| {
-                    reason(
-                        "heart_rate_jump_artefact",
-                        metric,
-                        value,
-                        Some(prev.v as f64),
-                        a.max_hr_jump_bpm_per_minute,
-                    )
-                })
-            }
-            Metric::HrvRmssd | Metric::HrvSdnn => {
-                let (b, _) = self.hrv_baseline(cfg, metric);
-                let r = a.hrv_artefact_ratio;
-                (value > b * r || value < b / r)
-                    .then(|| reason("hrv_artefact", metric, value, Some(b), r))
-            }
-            _ => None,
-        }
-    }
-
-    /// Takes a plausible reading into the latest values and the baselines.
-    fn absorb(&mut self, cfg: &EngineConfig, metric: Metric, value: f64, at: i64) {
+    /// Takes a plausible reading into the latest values, the baselines and the night's flags.
+    /// Returns whether it is the newest reading of its kind (only those count for streaks: a
+    /// late or repeated reading must not confirm anything).
+    fn absorb(&mut self, cfg: &EngineConfig, metric: Metric, value: f64, at: u32) -> bool {
         let (lw, sw) = (
             cfg.baselines.long_window_days,
             cfg.baselines.short_window_days,
         );
-        let day = day_of(at);
+        let night = night_of(i64::from(at));
         let sample = Sample {
             v: value as f32,
-            at: at.clamp(0, i64::from(u32::MAX)) as u32,
+            at,
         };
-        let newer = |slot: &mut Option<Sample>| {
-            if slot.is_none_or(|s| s.at() <= at) {
+        let newer = |slot: &mut Option<Sample>| match slot {
+            Some(s) if s.at >= at => false,
+            _ => {
                 *slot = Some(sample);
+                true
             }
         };
         let l = &mut self.latest;
-        match metric {
+        let fresh = match metric {
             Metric::HeartRate => newer(&mut l.heart_rate),
             Metric::HrvRmssd => {
-                newer(&mut l.hrv_rmssd);
-                self.hrv_rmssd.add(day, value.ln(), lw, sw);
+                let f = newer(&mut l.hrv_rmssd);
+                self.hrv_rmssd.add(night, value.ln(), lw, sw);
+                f
             }
             Metric::HrvSdnn => {
-                newer(&mut l.hrv_sdnn);
-                self.hrv_sdnn.add(day, value.ln(), lw, sw);
+                let f = newer(&mut l.hrv_sdnn);
+                self.hrv_sdnn.add(night, value.ln(), lw, sw);
+                f
             }
             Metric::RestingHeartRate => {
-                newer(&mut l.resting_heart_rate);
-                self.resting_heart_rate.add(day, value, lw, sw);
+                let f = newer(&mut l.resting_heart_rate);
+                self.resting_heart_rate.add(night, value, lw, sw);
+                f
             }
             Metric::StressLevel => newer(&mut l.stress_level),
             Metric::RecoveryScore => newer(&mut l.recovery_score),
             Metric::TemperatureDeviation => newer(&mut l.temperature_deviation),
             Metric::BodyTemperature => {
-                newer(&mut l.body_temperature);
-                self.body_temperature.add(day, value, lw, sw);
+                let f = newer(&mut l.body_temperature);
+                self.body_temperature.add(night, value, lw, sw);
+                f
             }
-            Metric::Steps => newer(&mut l.steps),
-            _ => {}
-        }
-    }
-
-    fn evaluate(&self, cfg: &EngineConfig, now: i64, artefact: Option<Reason>) -> Evidence {
-        let t = &cfg.thresholds;
-        let acute = cfg.stability.acute_window_seconds as i64;
-        let daily = cfg.stability.daily_window_hours as i64 * 3600;
-        let exit = cfg.stability.exit_ratio;
-        let l = &self.latest;
-        let mut e = Evidence {
-            reflex: vec![],
-            reflex_kinds: 0,
-            reflex_primary: false,
-            reflex_clear: true,
-            guardian: vec![],
-            guardian_indicators: 0,
-            guardian_qualifies: false,
-            guardian_clear: true,
-            hypothesis: artefact.into_iter().collect(),
-            normal: vec![],
+            Metric::WristTemperature => {
+                let f = newer(&mut l.wrist_temperature);
+                self.wrist_temperature.add(night, value, lw, sw);
+                f
+            }
+            m => {
+                self.activity.observe(&cfg.activity, m, value, at);
+                false
+            }
         };
-
-        // REFLEX: acute HRV drop, per HRV kind against that kind's own baseline.
-        let mut hrv_signal = false;
-        for (m, s) in [
-            (Metric::HrvRmssd, l.hrv_rmssd),
-            (Metric::HrvSdnn, l.hrv_sdnn),
-        ] {
-            let Some(s) = fresh(s, now, acute) else {
-                continue;
-            };
-            let (b, _) = self.hrv_baseline(cfg, m);
-            let drop = b - s.v as f64;
-            let pct = drop / b * 100.0;
-            if drop > t.hrv_drop_ms {
-                e.reflex
-                    .push(reason("hrv_drop_ms", m, s.v as f64, Some(b), t.hrv_drop_ms));
-                hrv_signal = true;
-            }
-            if pct > t.hrv_drop_percentage {
-                e.reflex.push(reason(
-                    "hrv_drop_percentage",
-                    m,
-                    s.v as f64,
-                    Some(b),
-                    t.hrv_drop_percentage,
-                ));
-                hrv_signal = true;
-            }
-            if drop >= exit * t.hrv_drop_ms || pct >= exit * t.hrv_drop_percentage {
-                e.reflex_clear = false;
-            } else {
-                e.normal.push(reason(
-                    "hrv_within_baseline",
-                    m,
-                    s.v as f64,
-                    Some(b),
-                    t.hrv_drop_ms,
-                ));
-            }
-            // HYPOTHESIS: physiologically odd combinations with a fresh heart rate.
-            if let Some(hr) = fresh(l.heart_rate, now, acute) {
-                let a = &cfg.anomaly;
-                if s.v as f64 > a.high_hrv_ratio * b && hr.v as f64 > a.high_hrv_heart_rate {
-                    e.hypothesis.push(reason(
-                        "high_hrv_with_high_heart_rate",
-                        m,
-                        s.v as f64,
-                        Some(b),
-                        a.high_hrv_ratio,
-                    ));
-                }
-                if (s.v as f64) < a.low_hrv_ms && (hr.v as f64) < a.low_hrv_heart_rate {
-                    e.hypothesis.push(reason(
-                        "low_hrv_with_low_heart_rate",
-                        m,
-                        s.v as f64,
-                        None,
-                        a.low_hrv_ms,
-                    ));
-                }
-            }
-        }
-        if hrv_signal {
-            e.reflex_kinds += 1;
-            e.reflex_primary = true;
-        }
-
-        // REFLEX: heart rate at rest; absolute threshold, or relative as corroboration only.
-        if let Some(hr) = fresh(l.heart_rate, now, acute).filter(|_| self.at_rest(cfg, now)) {
-            let v = hr.v as f64;
-            let (b, _) = self.heart_rate_baseline(cfg);
-            let mut signal = false;
-            if v > t.heart_rate_elevated {
-                e.reflex.push(reason(
-                    "heart_rate_elevated",
-                    Metric::HeartRate,
-                    v,
-                    Some(b),
-                    t.heart_rate_elevated,
-                ));
-                e.reflex_primary = true;
-                signal = true;
-            }
-            if v - b > t.heart_rate_elevation {
-                e.reflex.push(reason(
-                    "heart_rate_elevation",
-                    Metric::HeartRate,
-                    v,
-                    Some(b),
-                    t.heart_rate_elevation,
-                ));
-                signal = true;
-            }
-            if signal {
-                e.reflex_kinds += 1;
-            }
-            if v >= exit * t.heart_rate_elevated {
-                e.reflex_clear = false;
-            } else {
-                e.normal.push(reason(
-                    "heart_rate_normal",
-                    Metric::HeartRate,
-                    v,
-                    Some(b),
-                    t.heart_rate_elevated,
-                ));
-            }
-        }
-
-        // Stress: critical is acute (REFLEX); high is a low-reserve indicator (GUARDIAN).
-        if let Some(s) = fresh(l.stress_level, now, acute) {
-            let v = s.v as f64;
-            if v > t.stress_level_critical {
-                e.reflex.push(reason(
-                    "stress_level_critical",
-                    Metric::StressLevel,
-                    v,
-                    None,
-                    t.stress_level_critical,
-                ));
-                e.reflex_kinds += 1;
-                e.reflex_primary = true;
-            }
-            if v >= t.stress_level_high {
-                e.reflex_clear = false;
-            }
-        }
-        if let Some(s) = fresh(l.stress_level, now, daily) {
-            let v = s.v as f64;
-            if v > t.stress_level_high {
-                e.guardian.push(reason(
-                    "stress_level_high",
-                    Metric::StressLevel,
-                    v,
-                    None,
-                    t.stress_level_high,
-                ));
-                e.guardian_indicators += 1;
-            }
-        }
-
-        // GUARDIAN: recovery as an independent vote, never a baseline.
-        let mut recovery_low = false;
-        if let Some(r) = fresh(l.recovery_score, now, daily) {
-            let v = r.v as f64;
-            if v < t.recovery_score_low {
-                e.guardian.push(reason(
-                    "recovery_score_low",
-                    Metric::RecoveryScore,
-                    v,
-                    Some(cfg.baselines.recovery_score_default),
-                    t.recovery_score_low,
-                ));
-                recovery_low = true;
-            } else if v < t.recovery_score_moderate {
-                e.guardian.push(reason(
-                    "recovery_below_moderate",
-                    Metric::RecoveryScore,
-                    v,
-                    Some(cfg.baselines.recovery_score_default),
-                    t.recovery_score_moderate,
-                ));
-                e.guardian_indicators += 1;
-            }
-            if v < t.recovery_score_moderate {
-                e.guardian_clear = false;
-            } else {
-                e.normal.push(reason(
-                    "recovery_normal",
-                    Metric::RecoveryScore,
-                    v,
-                    None,
-                    t.recovery_score_moderate,
-                ));
-            }
-        }
-
-        // GUARDIAN: HRV below the personal normal band (today, or the 7-day baseline), once per user.
-        let band_sd = cfg.baselines.band_sd;
-        let mut hrv_low = None;
-        for (m, s) in [
-            (Metric::HrvRmssd, l.hrv_rmssd),
-            (Metric::HrvSdnn, l.hrv_sdnn),
-        ] {
-            let series = self.hrv_series(m);
-            if !self.calibrated(cfg, series) {
-                continue;
-            }
-            let st = series.stats();
-            let low = st.long_mean - band_sd * st.long_sd;
-            let chronic =
-                st.short_days >= cfg.baselines.min_short_window_days && st.short_mean < low;
-            let today = fresh(s, now, daily).filter(|s| (s.v as f64).ln() < low);
-            if let Some(s) = today {
-                hrv_low.get_or_insert(reason(
-                    "hrv_below_normal_band",
-                    m,
-                    s.v as f64,
-                    Some(st.long_mean.exp()),
-                    low.exp(),
-                ));
-            } else if chronic {
-                hrv_low.get_or_insert(reason(
-                    "hrv_baseline_below_normal_band",
-                    m,
-                    st.short_mean.exp(),
-                    Some(st.long_mean.exp()),
-                    low.exp(),
-                ));
-            }
-        }
-        if let Some(r) = hrv_low {
-            e.guardian.push(r);
-            e.guardian_indicators += 1;
-        }
-
-        // GUARDIAN: resting HR over its own long mean (personal only).
-        if let Some(r) = fresh(l.resting_heart_rate, now, daily) {
-            if self.calibrated(cfg, &self.resting_heart_rate) {
-                let b = self.resting_heart_rate.stats().long_mean;
-                if r.v as f64 >= b + t.resting_hr_rise_bpm {
-                    e.guardian.push(reason(
-                        "resting_heart_rate_elevated",
-                        Metric::RestingHeartRate,
-                        r.v as f64,
-                        Some(b),
-                        b + t.resting_hr_rise_bpm,
-                    ));
-                    e.guardian_indicators += 1;
-                }
-            }
-        }
-
-        // GUARDIAN: temperature above the personal (or default) baseline.
-        if let Some(d) = fresh(l.temperature_deviation, now, daily) {
-            if d.v as f64 > t.temperature_rise_c {
-                e.guardian.push(reason(
-                    "temperature_deviation",
-                    Metric::TemperatureDeviation,
-                    d.v as f64,
-                    Some(0.0),
-                    t.temperature_rise_c,
-                ));
-                e.guardian_indicators += 1;
-            }
-        } else if let Some(bt) = fresh(l.body_temperature, now, daily) {
-            let b = if self.calibrated(cfg, &self.body_temperature) {
-                self.body_temperature.stats().long_mean
-            } else {
-                cfg.baselines.temperature_default_c
-            };
-            if bt.v as f64 > b + t.temperature_rise_c {
-                e.guardian.push(reason(
-                    "body_temperature_elevated",
-                    Metric::BodyTemperature,
-                    bt.v as f64,
-                    Some(b),
-                    b + t.temperature_rise_c,
-                ));
-                e.guardian_indicators += 1;
-            }
-        }
-
-        e.guardian_qualifies = recovery_low || e.guardian_indicators >= t.guardian_min_indicators;
-        if recovery_low || e.guardian_indicators > 0 {
-            e.guardian_clear = false;
-        }
-        e
+        rules::guardian::flag_night(self, cfg, metric, value, at);
+        fresh
     }
 
     /// Applies one event. Notifications carry no values and change nothing.
@@ -720,12 +605,23 @@ impl UserState {
             applied: false,
             duplicate: false,
             artefact: false,
+            refused: false,
             switch: None,
             significant: false,
         };
         let Payload::Reading(r) = &event.payload else {
             return out;
         };
+        let at = event.occurred_at.timestamp();
+        let received = event.received_at.timestamp();
+        let future = cfg.stability.max_future_seconds as i64;
+        // A time we cannot store, or far after the event's own receipt, is a broken device clock
+        // (a "year 9999" sample): taking it would park the user's clock where no later reading can
+        // follow. Refused before it touches anything.
+        if !(0..=i64::from(u32::MAX)).contains(&at) || at > received.saturating_add(future) {
+            out.refused = true;
+            return out;
+        }
         let h = id_hash(&event.id);
         if self.recent.contains(&h) {
             out.duplicate = true;
@@ -734,100 +630,63 @@ impl UserState {
         self.recent[usize::from(self.recent_next) % RECENT_IDS] = h;
         self.recent_next = ((usize::from(self.recent_next) + 1) % RECENT_IDS) as u8;
 
-        let at = event.occurred_at.timestamp();
+        // A clock already beyond this event's receipt can only come from such a sample accepted
+        // before this guard existed: start again from this event's time.
+        if self
+            .clock
+            .is_some_and(|c| c > received.saturating_add(future))
+        {
+            self.clock = Some(at);
+            self.mode_since = self.mode_since.map(|t| t.min(at));
+            self.exit_since = None;
+            let bad = |x: &mut Option<Sample>| {
+                if x.is_some_and(|x| x.at() > received.saturating_add(future)) {
+                    *x = None;
+                }
+            };
+            let l = &mut self.latest;
+            for x in [
+                &mut l.heart_rate,
+                &mut l.hrv_rmssd,
+                &mut l.hrv_sdnn,
+                &mut l.resting_heart_rate,
+                &mut l.stress_level,
+                &mut l.recovery_score,
+                &mut l.temperature_deviation,
+                &mut l.body_temperature,
+                &mut l.wrist_temperature,
+            ] {
+                bad(x);
+            }
+        }
         let now = self.clock.map_or(at, |c| c.max(at));
         self.clock = Some(now);
         self.events += 1;
         out.applied = true;
 
-        let artefact = self.artefact(cfg, r.metric, r.value, at);
+        match &r.detail {
+            Some(ReadingDetail::VendorCalibrating) => self.flags.vendor_calibrating = true,
+            _ if r.metric == Metric::RecoveryScore => self.flags.vendor_calibrating = false,
+            _ => {}
+        }
+
+        let artefact = rules::hypothesis::artefact(self, cfg, r.metric, r.value, at);
         out.artefact = artefact.is_some();
-        if artefact.is_some() {
+        let fresh = if artefact.is_some() {
             self.anomalies += 1;
+            false
         } else {
-            self.absorb(cfg, r.metric, r.value, at);
-        }
-        let acute_metric = matches!(
-            r.metric,
-            Metric::HeartRate | Metric::HrvRmssd | Metric::HrvSdnn | Metric::StressLevel
-        );
-        let daily_metric = matches!(
-            r.metric,
-            Metric::HrvRmssd
-                | Metric::HrvSdnn
-                | Metric::RestingHeartRate
-                | Metric::RecoveryScore
-                | Metric::StressLevel
-                | Metric::TemperatureDeviation
-                | Metric::BodyTemperature
-        );
-
-        let e = self.evaluate(cfg, now, artefact);
-        if acute_metric && !out.artefact {
-            self.streaks.reflex = if e.reflex_primary {
-                self.streaks.reflex + 1
-            } else {
-                0
-            };
-        }
-        if daily_metric && !out.artefact {
-            self.streaks.guardian = if e.guardian_qualifies {
-                self.streaks.guardian + 1
-            } else {
-                0
-            };
-        }
-        self.streaks.without_anomaly = if e.hypothesis.is_empty() {
-            self.streaks.without_anomaly + 1
-        } else {
-            0
+            self.absorb(cfg, r.metric, r.value, at as u32)
         };
 
-        let need = cfg.stability.enter_consecutive;
-        let target = if e.reflex_primary && (e.reflex_kinds >= 2 || self.streaks.reflex >= need) {
-            Some(Mode::Reflex)
-        } else if e.guardian_qualifies
-            && (e.guardian_indicators >= 2 || self.streaks.guardian >= need)
-        {
-            Some(Mode::Guardian)
-        } else if !e.hypothesis.is_empty() {
-            Some(Mode::Hypothesis)
-        } else {
-            None
-        };
-
-        let current = self.mode;
-        let current_clear = match current {
-            Mode::Reflex => e.reflex_clear,
-            Mode::Guardian => e.guardian_clear,
-            Mode::Hypothesis => {
-                self.streaks.without_anomaly >= cfg.stability.hypothesis_clear_readings
-            }
-            Mode::Pattern => true,
-        };
-        if current != Mode::Pattern && current_clear {
-            self.exit_since.get_or_insert(now);
-        } else {
-            self.exit_since = None;
-        }
-        let cooled = self
-            .mode_since
-            .is_none_or(|t| now - t >= cfg.thresholds.mode_switch_cooldown_seconds as i64);
-        let dwelled = self
-            .exit_since
-            .is_some_and(|t| now - t >= cfg.stability.min_dwell_seconds as i64);
-        let calm_exit_allowed = current_clear && dwelled && cooled;
-
-        let to = match target {
-            Some(t) if t == current => None,
-            Some(t) if t.urgency() > current.urgency() => Some(t),
-            Some(t) => calm_exit_allowed.then_some(t),
-            None => (current != Mode::Pattern && calm_exit_allowed).then_some(Mode::Pattern),
-        };
-
-        if let Some(to) = to {
+        let e = rules::evaluate(self, cfg, now, artefact);
+        decision::count(self, cfg, r.metric, fresh, &e);
+        let daily = fresh && decision::is_daily(r.metric);
+        if let Some(to) = decision::decide(self, cfg, now, &e, daily) {
+            let current = self.mode;
             let calibrating = self.calibrating(cfg);
-            let (reasons, confidence) = self.justify(cfg, to, &e, r.confidence, calibrating);
+            let (reasons, confidence) =
+                explain::justify(self, cfg, to, &e, r.confidence, calibrating);
             let switch = ModeSwitch {
                 switch_id: EventId::derive(&[
                     "switch",
@@ -846,99 +705,12 @@ impl UserState {
                 calibrating,
                 event_id: event.id.clone(),
             };
-            self.mode = to;
-            self.mode_since = Some(now);
-            self.confidence = confidence;
-            self.exit_since = None;
-            self.streaks.reflex = 0;
-            self.streaks.guardian = 0;
+            decision::enter(self, to, now, confidence);
             out.switch = Some(switch);
         }
         out.significant = out.switch.is_some() || self.significant(cfg);
         out
     }
-
-    /// Reasons and a confidence in [0, 1] for switching to `to`.
-    fn justify(
-        &self,
-        cfg: &EngineConfig,
-        to: Mode,
-        e: &Evidence,
-        reading_confidence: f64,
-        calibrating: bool,
-    ) -> (Vec<Reason>, f64) {
-        let calibration = if calibrating { 0.85 } else { 1.0 };
-        let (reasons, base) = match to {
-            Mode::Reflex => {
-                // How far past its threshold each signal is, averaged; more kinds, more certainty.
-                let excess: f64 =
-                    e.reflex.iter().map(excess).sum::<f64>() / e.reflex.len().max(1) as f64;
-                let kinds = f64::from(e.reflex_kinds.saturating_sub(1));
-                (e.reflex.clone(), 0.55 + 0.15 * kinds + 0.3 * excess)
-            }
-            Mode::Guardian => {
-                let rec = e.guardian.iter().find(|r| r.rule == "recovery_score_low");
-                let base = match rec {
-                    Some(r) => {
-                        0.5 + 0.5
-                            * ((cfg.baselines.recovery_score_default - r.value)
-                                / cfg.baselines.recovery_score_default)
-                    }
-                    None => 0.45 + 0.15 * f64::from(e.guardian_indicators),
-                };
-                (e.guardian.clone(), base)
-            }
-            Mode::Hypothesis => (
-                e.hypothesis.clone(),
-                if e.hypothesis.iter().any(|r| r.rule.ends_with("artefact")) {
-                    0.7
-                } else {
-                    0.6
-                },
-            ),
-            Mode::Pattern => {
-                // Say which exit condition held, then which fresh readings are back in band.
-                let s = &cfg.stability;
-                let held = Reason {
-                    rule: format!("{}_exit_held", self.mode.as_str().to_ascii_lowercase()),
-                    metric: None,
-                    value: self
-                        .exit_since
-                        .map_or(0.0, |t| (self.clock.unwrap_or(t) - t) as f64),
-                    baseline: None,
-                    threshold: s.min_dwell_seconds as f64,
-                };
-                let mut reasons = vec![held];
-                if self.mode == Mode::Hypothesis {
-                    reasons.push(Reason {
-                        rule: "readings_without_anomaly".into(),
-                        metric: None,
-                        value: f64::from(self.streaks.without_anomaly),
-                        baseline: None,
-                        threshold: f64::from(s.hypothesis_clear_readings),
-                    });
-                }
-                let n = e.normal.len() as f64;
-                reasons.extend(e.normal.iter().cloned());
-                (reasons, 0.6 + 0.1 * n.min(4.0))
-            }
-        };
-        let c = (base * calibration * reading_confidence.clamp(0.5, 1.0)).clamp(0.0, 1.0);
-        (reasons, round3(c))
-    }
-}
-
-/// How far a reason's value is past its threshold, as a fraction in [0, 1].
-fn excess(r: &Reason) -> f64 {
-    let over = match r.rule.as_str() {
-        "hrv_drop_ms" => r.baseline.unwrap_or(0.0) - r.value - r.threshold,
-        "hrv_drop_percentage" => {
-            let b = r.baseline.unwrap_or(1.0);
-            (b - r.value) / b * 100.0 - r.threshold
-        }
-        _ => r.value - r.threshold,
-    };
-    (over / r.threshold.abs().max(1e-9)).clamp(0.0, 1.0)
 }
 
 #[cfg(test)]

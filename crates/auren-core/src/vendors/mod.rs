@@ -56,6 +56,14 @@ pub struct ParsedSamples {
     pub unsupported: Vec<String>,
 }
 
+/// Puts a push's samples in event-time order (stable, so equal times keep their order). HealthKit
+/// answers one query per type, so a push lists every heart rate of a run before its first step
+/// count; in time order, the steps arrive beside the heart rates they explain and the engine can
+/// tell exercise from stress as it goes.
+pub fn sort_by_time(parsed: &mut ParsedSamples) {
+    parsed.samples.sort_by_key(|s| s.occurred_at);
+}
+
 /// How far a reading from this source is trusted. A sensor worn on the body beats a phone's
 /// estimate, which beats a value typed in by hand.
 pub fn confidence_for_source(source: Option<&str>) -> f64 {

@@ -125,7 +125,7 @@ pub async fn service_args(o: &Options, data_dir: &Path) -> Settings {
     s.ingest.max_concurrent_events = o.max_concurrent_events.unwrap_or(50);
     s.log.log_timeout_ms = o.log_timeout_ms.unwrap_or(5000);
     s.ingest.max_body_bytes = o.max_body_bytes.unwrap_or(1024 * 1024);
-    s.bridge.biometric_config = o.biometric_config.clone();
+    s.bridge.thresholds.biometric_config = o.biometric_config.clone();
     s.bridge.group = unique("bridge");
     s.bridge.max_users_in_memory = 10_000;
     s.bridge.checkpoints_kept = 3;

@@ -102,6 +102,7 @@ pub fn parse(body: &[u8]) -> Result<ParsedSamples, MalformedBody> {
             }
         }
     }
+    super::sort_by_time(&mut out);
     Ok(out)
 }
 

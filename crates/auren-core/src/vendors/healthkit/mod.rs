@@ -39,6 +39,8 @@ pub const TYPES: &[(&str, Metric)] = &[
     ("bloodPressureDiastolic", Metric::BloodPressureDiastolic),
     ("sleepAnalysis", Metric::SleepSegment),
     ("mindfulSession", Metric::MindfulMinutes),
+    // A workout record: value is its duration in minutes, timestamp its start.
+    ("workout", Metric::Workout),
 ];
 
 pub fn metric_for_type(t: &str) -> Option<Metric> {
@@ -133,6 +135,7 @@ fn parse_push(p: &Value, prefix: &str) -> Result<Push, MalformedBody> {
             }),
         }
     }
+    super::sort_by_time(&mut parsed);
     Ok(Push {
         user_id: user_id.to_string(),
         parsed,
@@ -477,6 +480,13 @@ mod tests {
                 Some("min"),
                 Metric::MindfulMinutes,
                 Some(10.0),
+            ),
+            (
+                "workout",
+                json!(45),
+                Some("min"),
+                Metric::Workout,
+                Some(45.0),
             ),
             (
                 "heartRate",

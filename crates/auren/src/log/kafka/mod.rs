@@ -28,7 +28,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 pub struct KafkaLog {
-    producer: RwLock<FutureProducer>,
+    /// Made on first use: readers (`log read`, topic creation, end offsets) never start an
+    /// idempotent producer session they do not need.
+    producer: RwLock<Option<FutureProducer>>,
     config: ClientConfig,
     /// Set when a delivery failed. An idempotent producer whose messages timed out has a gap in
     /// its sequence numbers; brokers (Tansu among them) may refuse that session for good after a
@@ -64,11 +66,9 @@ impl KafkaLog {
         dedup: Arc<dyn Dedup>,
     ) -> Result<Self, LogError> {
         let timeout = settings.log_timeout();
-        let config = producer_config(bootstrap, timeout);
-        let producer: FutureProducer = config.create()?;
         Ok(Self {
-            producer: RwLock::new(producer),
-            config,
+            producer: RwLock::new(None),
+            config: producer_config(bootstrap, timeout),
             poisoned: AtomicBool::new(false),
             dedup,
             timeout,
@@ -77,20 +77,29 @@ impl KafkaLog {
         })
     }
 
+    /// The producer, made now if there is none yet or the last one was poisoned.
     fn producer(&self) -> Result<FutureProducer, LogError> {
-        if self.poisoned.swap(false, Ordering::AcqRel) {
-            let fresh: FutureProducer = self.config.create()?;
-            tracing::info!("replacing the Kafka producer after failed deliveries");
-            *self.producer.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        let poisoned = self.poisoned.swap(false, Ordering::AcqRel);
+        if !poisoned {
+            if let Some(p) = self.current_producer() {
+                return Ok(p);
+            }
         }
-        Ok(self
-            .producer
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone())
+        let mut slot = self.producer.write().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some(p) if !poisoned => Ok(p.clone()),
+            _ => {
+                if poisoned {
+                    tracing::info!("replacing the Kafka producer after failed deliveries");
+                }
+                let fresh: FutureProducer = self.config.create()?;
+                *slot = Some(fresh.clone());
+                Ok(fresh)
+            }
+        }
     }
 
-    fn current_producer(&self) -> FutureProducer {
+    fn current_producer(&self) -> Option<FutureProducer> {
         self.producer
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -235,7 +244,7 @@ impl EventLog for KafkaLog {
     }
 
     async fn check(&self) -> Result<(), LogError> {
-        let producer = self.current_producer();
+        let producer = self.producer()?;
         tokio::task::spawn_blocking(move || {
             producer
                 .client()
@@ -248,7 +257,9 @@ impl EventLog for KafkaLog {
     }
 
     async fn close(&self) {
-        let producer = self.current_producer();
+        let Some(producer) = self.current_producer() else {
+            return;
+        };
         let _ = tokio::task::spawn_blocking(move || {
             producer.flush(Timeout::After(Duration::from_secs(10)))
         })
