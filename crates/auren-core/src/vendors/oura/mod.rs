@@ -7,7 +7,8 @@
 mod signature;
 
 pub use signature::{
-    sign, signed_headers, verify, Verified, SIGNATURE_HEADER, TIMESTAMP_HEADER, WINDOW_SECONDS,
+    sign, signed_headers, verify, Verified, MAX_FALLBACK_BODY_BYTES, SIGNATURE_HEADER,
+    TIMESTAMP_HEADER, WINDOW_SECONDS,
 };
 
 use super::MalformedBody;

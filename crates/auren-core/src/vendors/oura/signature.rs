@@ -3,8 +3,8 @@
 //! `x-oura-signature` is the upper-case hex HMAC-SHA256 of `x-oura-timestamp || body` under the
 //! app's client secret. Oura's own Node sample MACs a compact re-serialisation of the body rather
 //! than the raw bytes, so a body that reached us re-formatted may carry the MAC of its compact
-//! form. We verify the raw bytes first and only then the compact form, and tell the caller
-//! which one matched so the fallback can be counted.
+//! form. We verify the raw bytes first and only then, when it could possibly help, the compact
+//! form, and tell the caller which one matched so the fallback can be counted.
 
 use crate::signature::{
     check_window, hmac_sha256, parse_timestamp, verify_hmac_sha256, SignatureError,
@@ -15,6 +15,10 @@ pub const SIGNATURE_HEADER: &str = "x-oura-signature";
 pub const TIMESTAMP_HEADER: &str = "x-oura-timestamp";
 /// Not documented by Oura; five minutes either way, like WHOOP.
 pub const WINDOW_SECONDS: i64 = 300;
+/// Oura deliveries are a few hundred bytes of ids. Re-serialising a larger body on a mismatch
+/// would let anyone make us parse a megabyte per forged request for nothing, so above this size
+/// only the raw bytes are checked.
+pub const MAX_FALLBACK_BODY_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verified {
@@ -68,14 +72,39 @@ pub fn verify(
     if verify_hmac_sha256(client_secret, &[timestamp.as_bytes(), body], &mac) {
         return Ok(Verified::RawBody);
     }
-    if let Some(compact) = compact_json(body) {
-        if compact != body
-            && verify_hmac_sha256(client_secret, &[timestamp.as_bytes(), &compact], &mac)
-        {
-            return Ok(Verified::CompactFallback);
+    if body.len() <= MAX_FALLBACK_BODY_BYTES && has_insignificant_whitespace(body) {
+        if let Some(compact) = compact_json(body) {
+            if verify_hmac_sha256(client_secret, &[timestamp.as_bytes(), &compact], &mac) {
+                return Ok(Verified::CompactFallback);
+            }
         }
     }
     Err(SignatureError::Mismatch)
+}
+
+/// Whether the body has whitespace outside its strings. A body without any is already in the
+/// form a compact re-serialisation produces for what Oura sends (ids, RFC 3339 times, no
+/// floats), so re-serialising it could not make the MAC match: it is skipped, and a forged
+/// signature costs one MAC and one scan, like WHOOP's.
+fn has_insignificant_whitespace(body: &[u8]) -> bool {
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b' ' | b'\t' | b'\n' | b'\r' => return true,
+                _ => {}
+            }
+        }
+    }
+    false
 }
 
 fn compact_json(body: &[u8]) -> Option<Vec<u8>> {
@@ -135,6 +164,32 @@ mod tests {
                 .unwrap();
         let v = verify(SECRET, Some(SIG), Some(TS), pretty.as_bytes(), now());
         assert_eq!(v, Ok(Verified::CompactFallback));
+    }
+
+    #[test]
+    fn no_fallback_for_large_bodies() {
+        let padding = " ".repeat(MAX_FALLBACK_BODY_BYTES);
+        let body = format!("{}{padding}", spaced(BODY));
+        assert_eq!(
+            verify(SECRET, Some(SIG), Some(TS), body.as_bytes(), now()),
+            Err(SignatureError::Mismatch)
+        );
+        let fits = format!("{}{}", spaced(BODY), &padding[..1000]);
+        assert_eq!(
+            verify(SECRET, Some(SIG), Some(TS), fits.as_bytes(), now()),
+            Ok(Verified::CompactFallback)
+        );
+    }
+
+    #[test]
+    fn whitespace_inside_strings_is_content() {
+        assert!(!has_insignificant_whitespace(BODY.as_bytes()));
+        assert!(!has_insignificant_whitespace(
+            br#"{"a":"b c\" d","e":"\\"}"#
+        ));
+        assert!(has_insignificant_whitespace(br#"{"a":"\\" ,"b":1}"#));
+        assert!(has_insignificant_whitespace(b"{\"a\":1}\n"));
+        assert!(has_insignificant_whitespace(spaced(BODY).as_bytes()));
     }
 
     #[test]
