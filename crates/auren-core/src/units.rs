@@ -32,6 +32,10 @@ impl UnitError {
     }
 }
 
+/// Longest unit string looked at; the longest known one (`ml/(kg.min)` spelled out) is far
+/// shorter.
+const MAX_UNIT_BYTES: usize = 32;
+
 /// Converts `value` given in `unit` (None: the canonical unit) into `metric`'s canonical unit,
 /// then checks it against the metric's plausible range.
 pub fn normalise(metric: Metric, value: f64, unit: Option<&str>) -> Result<f64, UnitError> {
@@ -54,6 +58,13 @@ pub fn normalise(metric: Metric, value: f64, unit: Option<&str>) -> Result<f64, 
 
 fn convert(metric: Metric, value: f64, unit: Option<&str>) -> Result<f64, UnitError> {
     let raw = unit.map(str::trim).unwrap_or("");
+    // No unit we know is longer; a longer one need not be lower-cased to be refused.
+    if raw.len() > MAX_UNIT_BYTES {
+        return Err(UnitError::Unknown {
+            unit: crate::vendors::clip(raw, crate::vendors::MAX_ECHO_CHARS),
+            metric,
+        });
+    }
     // Apple writes kilocalories as "Cal"; a lower-case "cal" is a small calorie.
     if raw == "Cal" && metric.unit() == Unit::Kilocalorie {
         return Ok(value);
@@ -64,8 +75,9 @@ fn convert(metric: Metric, value: f64, unit: Option<&str>) -> Result<f64, UnitEr
         .collect::<String>()
         .to_ascii_lowercase()
         .replace(['·', '*'], ".");
+    // The unit is client text and ends up in the answer: cut it.
     let unknown = || UnitError::Unknown {
-        unit: raw.to_string(),
+        unit: crate::vendors::clip(raw, crate::vendors::MAX_ECHO_CHARS),
         metric,
     };
     let factor = match metric.unit() {
@@ -214,6 +226,16 @@ mod tests {
             Err(UnitError::NotFinite)
         );
         assert!(normalise(Metric::TemperatureDeviation, -0.4, Some("degC")).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_unit_is_echoed_cut() {
+        let long = "x".repeat(1_000_000);
+        let e = normalise(Metric::HeartRate, 72.0, Some(&long)).unwrap_err();
+        assert_eq!(e.reason(), "unknown_unit");
+        assert!(e.to_string().len() < 200, "{}", e.to_string().len());
+        let e = normalise(Metric::HeartRate, 72.0, Some("furlongs")).unwrap_err();
+        assert_eq!(e.to_string(), "unit 'furlongs' is not a unit of heart_rate");
     }
 
     proptest! {

@@ -718,7 +718,11 @@ mod tests {
         for p in &plan {
             match p {
                 Planned::HealthKit(body, samples) => {
-                    let pushes = healthkit::parse(body.as_bytes()).unwrap();
+                    // As the server reads them the day after the last simulated day.
+                    let sent = (day0() + Duration::days(30)).and_time(chrono::NaiveTime::MIN);
+                    let limits = auren_core::ingest::IngestLimits::default();
+                    let pushes =
+                        healthkit::parse(body.as_bytes(), &limits, sent.and_utc()).unwrap();
                     assert_eq!(pushes[0].user_id, "sim-user-2");
                     assert_eq!(
                         pushes[0].parsed.samples.len(),
