@@ -12,7 +12,7 @@ pub enum UnitError {
     Unknown { unit: String, metric: Metric },
     #[error("value is not a finite number")]
     NotFinite,
-    #[error("{metric} value {value} {unit} is outside the plausible range {lo}..={hi}")]
+    #[error("{metric} value {} {unit} is outside the plausible range {lo}..={hi}", Short(*.value))]
     OutOfRange {
         metric: Metric,
         value: f64,
@@ -20,6 +20,21 @@ pub enum UnitError {
         lo: f64,
         hi: f64,
     },
+}
+
+/// A number as a few characters: `f64`'s `Display` writes 1e300 as 301 digits, and the value
+/// is client input echoed in the answer. Found by the `health_auto_export_normalise` fuzz target.
+struct Short(f64);
+
+impl std::fmt::Display for Short {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if v == 0.0 || (1e-6..1e9).contains(&v.abs()) {
+            write!(f, "{v}")
+        } else {
+            write!(f, "{v:e}")
+        }
+    }
 }
 
 impl UnitError {
@@ -226,6 +241,23 @@ mod tests {
             Err(UnitError::NotFinite)
         );
         assert!(normalise(Metric::TemperatureDeviation, -0.4, Some("degC")).is_ok());
+    }
+
+    #[test]
+    fn out_of_range_values_are_written_short() {
+        for (v, shown) in [
+            (6.538_675_761_320_285e295, "6.538675761320285e295"),
+            (-1e300, "-1e300"),
+            (1e-300, "1e-300"),
+            (400.0, "400"),
+            (0.5, "0.5"),
+        ] {
+            let e = normalise(Metric::HeartRate, v, None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("value {shown} /min")), "{e}");
+            assert!(e.len() < 100, "{e}");
+        }
     }
 
     #[test]
