@@ -1,8 +1,9 @@
 //! Webhook signature primitives shared by the vendor modules.
 //!
-//! Each vendor signs `timestamp || raw body` with HMAC-SHA256 and its own encoding; the vendor
-//! modules decide the encoding and window, this module does the keyed hash, the constant-time
-//! comparison and the replay window, so that no vendor gets these subtly different.
+//! Each vendor signs `timestamp || raw body` with HMAC-SHA256 in its own encoding and timestamp
+//! unit; those live beside each vendor's parser (`vendors::oura`, `vendors::whoop`), each with
+//! its `sign` next to its `verify`. This module keeps only what they must not get subtly
+//! different: the keyed hash, the constant-time comparison and the replay window.
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -68,34 +69,24 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     verify_hmac_sha256(b"auren-compare", &[b], &probe)
 }
 
-/// How a vendor's timestamp header is to be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimestampUnit {
-    Milliseconds,
-    /// Seconds or milliseconds, told apart by magnitude: Oura does not document which it sends.
-    SecondsOrMilliseconds,
+/// Parses a decimal timestamp header. Vendors differ in the unit, so the caller converts.
+pub fn parse_timestamp(header: &str) -> Result<i64, SignatureError> {
+    header
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::BadTimestamp)
 }
 
-/// Parses a timestamp header and refuses it when it is more than `window_seconds` from `now`.
-pub fn check_timestamp(
-    header: &str,
-    unit: TimestampUnit,
+/// Refuses a signature timestamp more than `window_seconds` from `now`: a captured request
+/// replayed later is refused even though its MAC is right.
+pub fn check_window(
+    signed_at_millis: i64,
     now: DateTime<Utc>,
     window_seconds: i64,
 ) -> Result<(), SignatureError> {
-    let raw: i64 = header
-        .trim()
-        .parse()
-        .map_err(|_| SignatureError::BadTimestamp)?;
-    // 10^11 seconds is the year 5138; anything larger is milliseconds.
-    let millis = match unit {
-        TimestampUnit::Milliseconds => raw,
-        TimestampUnit::SecondsOrMilliseconds if raw.unsigned_abs() >= 100_000_000_000 => raw,
-        TimestampUnit::SecondsOrMilliseconds => raw.saturating_mul(1000),
-    };
     let skew_ms = now
         .timestamp_millis()
-        .saturating_sub(millis)
+        .saturating_sub(signed_at_millis)
         .saturating_abs();
     if skew_ms > window_seconds.saturating_mul(1000) {
         return Err(SignatureError::StaleTimestamp {
@@ -115,34 +106,35 @@ mod tests {
     }
 
     #[test]
-    fn window_accepts_seconds_and_milliseconds() {
+    fn window_is_inclusive_and_symmetric() {
         let now = at(1_700_000_000);
-        let s = TimestampUnit::SecondsOrMilliseconds;
-        assert!(check_timestamp("1700000000", s, now, 300).is_ok());
-        assert!(check_timestamp("1700000000000", s, now, 300).is_ok());
-        assert!(check_timestamp("1700000300", s, now, 300).is_ok());
-        assert!(matches!(
-            check_timestamp("1700000301", s, now, 300),
-            Err(SignatureError::StaleTimestamp { .. })
-        ));
-        assert!(matches!(
-            check_timestamp("1699999000000", s, now, 300),
-            Err(SignatureError::StaleTimestamp { .. })
-        ));
+        assert!(check_window(1_700_000_000_000, now, 300).is_ok());
+        assert!(check_window(1_700_000_300_000, now, 300).is_ok());
+        assert!(check_window(1_699_999_700_000, now, 300).is_ok());
         assert_eq!(
-            check_timestamp("soon", s, now, 300),
-            Err(SignatureError::BadTimestamp)
+            check_window(1_700_000_300_001, now, 300),
+            Err(SignatureError::StaleTimestamp {
+                skew_seconds: 300,
+                window_seconds: 300
+            })
         );
-        assert!(check_timestamp("-9223372036854775808", s, now, 300).is_err());
+        assert!(check_window(1_699_999_699_999, now, 300).is_err());
+        assert!(check_window(i64::MIN, now, 300).is_err());
+        assert!(check_window(i64::MAX, now, 300).is_err());
+        assert!(check_window(0, now, i64::MAX).is_ok());
     }
 
     #[test]
-    fn milliseconds_only_does_not_guess() {
-        let now = at(1_748_241_241);
-        let ms = TimestampUnit::Milliseconds;
-        assert!(check_timestamp("1748241241000", ms, now, 300).is_ok());
-        // The same instant in seconds is 55 years off when read as milliseconds.
-        assert!(check_timestamp("1748241241", ms, now, 300).is_err());
+    fn timestamps_are_decimal_integers() {
+        assert_eq!(parse_timestamp(" 1700000000 "), Ok(1_700_000_000));
+        assert_eq!(parse_timestamp("-1"), Ok(-1));
+        for bad in ["soon", "", "1.5", "0x10", "99999999999999999999"] {
+            assert_eq!(
+                parse_timestamp(bad),
+                Err(SignatureError::BadTimestamp),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub enum UnitError {
     Unknown { unit: String, metric: Metric },
     #[error("value is not a finite number")]
     NotFinite,
-    #[error("{metric} value {value} {unit} is outside the plausible range {lo}..={hi}")]
+    #[error("{metric} value {} {unit} is outside the plausible range {lo}..={hi}", Short(*.value))]
     OutOfRange {
         metric: Metric,
         value: f64,
@@ -20,6 +20,21 @@ pub enum UnitError {
         lo: f64,
         hi: f64,
     },
+}
+
+/// A number as a few characters: `f64`'s `Display` writes 1e300 as 301 digits, and the value
+/// is client input echoed in the answer. Found by the `health_auto_export_normalise` fuzz target.
+struct Short(f64);
+
+impl std::fmt::Display for Short {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if v == 0.0 || (1e-6..1e9).contains(&v.abs()) {
+            write!(f, "{v}")
+        } else {
+            write!(f, "{v:e}")
+        }
+    }
 }
 
 impl UnitError {
@@ -31,6 +46,10 @@ impl UnitError {
         }
     }
 }
+
+/// Longest unit string looked at; the longest known one (`ml/(kg.min)` spelled out) is far
+/// shorter.
+const MAX_UNIT_BYTES: usize = 32;
 
 /// Converts `value` given in `unit` (None: the canonical unit) into `metric`'s canonical unit,
 /// then checks it against the metric's plausible range.
@@ -54,6 +73,13 @@ pub fn normalise(metric: Metric, value: f64, unit: Option<&str>) -> Result<f64, 
 
 fn convert(metric: Metric, value: f64, unit: Option<&str>) -> Result<f64, UnitError> {
     let raw = unit.map(str::trim).unwrap_or("");
+    // No unit we know is longer; a longer one need not be lower-cased to be refused.
+    if raw.len() > MAX_UNIT_BYTES {
+        return Err(UnitError::Unknown {
+            unit: crate::vendors::clip(raw, crate::vendors::MAX_ECHO_CHARS),
+            metric,
+        });
+    }
     // Apple writes kilocalories as "Cal"; a lower-case "cal" is a small calorie.
     if raw == "Cal" && metric.unit() == Unit::Kilocalorie {
         return Ok(value);
@@ -64,8 +90,9 @@ fn convert(metric: Metric, value: f64, unit: Option<&str>) -> Result<f64, UnitEr
         .collect::<String>()
         .to_ascii_lowercase()
         .replace(['·', '*'], ".");
+    // The unit is client text and ends up in the answer: cut it.
     let unknown = || UnitError::Unknown {
-        unit: raw.to_string(),
+        unit: crate::vendors::clip(raw, crate::vendors::MAX_ECHO_CHARS),
         metric,
     };
     let factor = match metric.unit() {
@@ -214,6 +241,33 @@ mod tests {
             Err(UnitError::NotFinite)
         );
         assert!(normalise(Metric::TemperatureDeviation, -0.4, Some("degC")).is_ok());
+    }
+
+    #[test]
+    fn out_of_range_values_are_written_short() {
+        for (v, shown) in [
+            (6.538_675_761_320_285e295, "6.538675761320285e295"),
+            (-1e300, "-1e300"),
+            (1e-300, "1e-300"),
+            (400.0, "400"),
+            (0.5, "0.5"),
+        ] {
+            let e = normalise(Metric::HeartRate, v, None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("value {shown} /min")), "{e}");
+            assert!(e.len() < 100, "{e}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_unit_is_echoed_cut() {
+        let long = "x".repeat(1_000_000);
+        let e = normalise(Metric::HeartRate, 72.0, Some(&long)).unwrap_err();
+        assert_eq!(e.reason(), "unknown_unit");
+        assert!(e.to_string().len() < 200, "{}", e.to_string().len());
+        let e = normalise(Metric::HeartRate, 72.0, Some("furlongs")).unwrap_err();
+        assert_eq!(e.to_string(), "unit 'furlongs' is not a unit of heart_rate");
     }
 
     proptest! {

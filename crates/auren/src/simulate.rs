@@ -10,7 +10,6 @@
 //! a repeat is answered with duplicates, which exercises deduplication too.
 
 use anyhow::{anyhow, bail, Context};
-use base64::Engine;
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -302,27 +301,13 @@ pub fn plan_user(
 
 /// WHOOP: standard base64 HMAC over timestamp (ms) + raw body.
 pub fn whoop_headers(secret: &str, ts_millis: &str, body: &str) -> Vec<(&'static str, String)> {
-    let mac = auren_core::signature::hmac_sha256(
-        secret.as_bytes(),
-        &[ts_millis.as_bytes(), body.as_bytes()],
-    );
-    let sig = base64::engine::general_purpose::STANDARD.encode(mac);
-    vec![
-        ("x-whoop-signature", sig),
-        ("x-whoop-signature-timestamp", ts_millis.to_string()),
-    ]
+    auren_core::vendors::whoop::signed_headers(secret.as_bytes(), ts_millis, body.as_bytes())
+        .to_vec()
 }
 
 /// Oura: upper-case hex HMAC over timestamp (s) + raw body.
 pub fn oura_headers(secret: &str, ts_secs: &str, body: &str) -> Vec<(&'static str, String)> {
-    let mac = auren_core::signature::hmac_sha256(
-        secret.as_bytes(),
-        &[ts_secs.as_bytes(), body.as_bytes()],
-    );
-    vec![
-        ("x-oura-signature", hex::encode_upper(mac)),
-        ("x-oura-timestamp", ts_secs.to_string()),
-    ]
+    auren_core::vendors::oura::signed_headers(secret.as_bytes(), ts_secs, body.as_bytes()).to_vec()
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -740,7 +725,11 @@ mod tests {
         for p in &plan {
             match p {
                 Planned::HealthKit(body, samples) => {
-                    let pushes = healthkit::parse(body.as_bytes()).unwrap();
+                    // As the server reads them the day after the last simulated day.
+                    let sent = (day0() + Duration::days(30)).and_time(chrono::NaiveTime::MIN);
+                    let limits = auren_core::ingest::IngestLimits::default();
+                    let pushes =
+                        healthkit::parse(body.as_bytes(), &limits, sent.and_utc()).unwrap();
                     assert_eq!(pushes[0].user_id, "sim-user-2");
                     assert_eq!(
                         pushes[0].parsed.samples.len(),

@@ -58,8 +58,15 @@ pub fn parse_lines(text: &str) -> Result<Vec<BiometricEvent>, ReplayError> {
             ),
             None => None,
         };
-        let pushes =
-            healthkit::parse(line.as_bytes()).map_err(|e| err(format!("not a push: {e}")))?;
+        // Offline, a file may hold years-old history: only the time limits relative to when the
+        // push was received (or now) apply, widened to a century back.
+        let limits = crate::ingest::IngestLimits {
+            max_age: chrono::TimeDelta::days(36_500),
+            ..Default::default()
+        };
+        let now = received.unwrap_or_else(Utc::now);
+        let pushes = healthkit::parse(line.as_bytes(), &limits, now)
+            .map_err(|e| err(format!("not a push: {e}")))?;
         for push in pushes {
             let at = received.unwrap_or_else(|| {
                 push.parsed

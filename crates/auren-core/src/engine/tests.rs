@@ -221,9 +221,11 @@ fn a_push_listing_heart_rates_before_steps_is_a_run_not_stress() {
         samples.push(serde_json::json!({"type": "stepCount", "value": 160, "timestamp": t, "source": "Apple Watch"}));
     }
     let body = serde_json::json!({"user_id": "u", "samples": samples}).to_string();
-    let push = healthkit::parse(body.as_bytes()).unwrap().remove(0);
-    let p = crate::pseudonym::Pseudonymizer::new(b"test-pseudonym-key-0123").unwrap();
     let now = DateTime::<Utc>::from_timestamp(T0 + 1300, 0).unwrap();
+    let push = healthkit::parse(body.as_bytes(), &Default::default(), now)
+        .unwrap()
+        .remove(0);
+    let p = crate::pseudonym::Pseudonymizer::new(b"test-pseudonym-key-0123").unwrap();
     let mut r = Run::new();
     for s in &push.parsed.samples {
         let e = crate::ingest::sample_event(Vendor::Healthkit, "u", s, &p, now);

@@ -502,7 +502,7 @@ fn deliver(spec: &Spec, samples: &[Sample], rng: &mut Rng) -> Vec<BiometricEvent
             let body = json!({"user_id": subject(name).id, "samples": list}).to_string();
             let received = DateTime::<Utc>::from_timestamp(at, 0).unwrap_or_default();
             let mut batch = vec![];
-            if let Ok(pushes) = healthkit::parse(body.as_bytes()) {
+            if let Ok(pushes) = healthkit::parse(body.as_bytes(), &Default::default(), received) {
                 for push in pushes {
                     for x in &push.parsed.samples {
                         let mut e = sample_event(Vendor::Healthkit, &push.user_id, x, &p, received);

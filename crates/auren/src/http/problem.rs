@@ -11,7 +11,7 @@ pub struct Problem {
     pub status: StatusCode,
     pub reason: &'static str,
     pub detail: String,
-    pub extra: Option<(&'static str, Value)>,
+    pub extra: Vec<(&'static str, Value)>,
     pub retry_after_seconds: Option<u64>,
 }
 
@@ -21,7 +21,7 @@ impl Problem {
             status,
             reason,
             detail: detail.into(),
-            extra: None,
+            extra: Vec::new(),
             retry_after_seconds: None,
         }
     }
@@ -38,7 +38,7 @@ impl Problem {
         }
     }
     pub fn with(mut self, key: &'static str, value: Value) -> Self {
-        self.extra = Some((key, value));
+        self.extra.push((key, value));
         self
     }
 }
@@ -52,7 +52,7 @@ impl IntoResponse for Problem {
             "reason": self.reason,
             "detail": self.detail,
         });
-        if let Some((k, v)) = self.extra {
+        for (k, v) in self.extra {
             body[k] = v;
         }
         let mut resp = (self.status, body.to_string()).into_response();

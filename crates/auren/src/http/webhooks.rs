@@ -8,8 +8,12 @@ use super::problem::Problem;
 use super::{header, AppState};
 use crate::log::{Appended, LogError, Record};
 use auren_core::ingest;
+use auren_core::ingest::IngestLimits;
 use auren_core::model::{BiometricEvent, Vendor};
-use auren_core::vendors::{self, health_auto_export, healthkit, oura, whoop, ParsedSamples};
+use auren_core::vendors::{
+    self, health_auto_export, healthkit, oura, whoop, ParsedSamples, PushError, Rejections,
+    Unsupported,
+};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -75,6 +79,13 @@ fn signature_problem(e: auren_core::signature::SignatureError) -> Problem {
 
 fn malformed(e: vendors::MalformedBody) -> Problem {
     Problem::bad_request("malformed_body", e.0)
+}
+
+fn push_problem(e: PushError) -> Problem {
+    match e {
+        PushError::Malformed(m) => malformed(m),
+        e => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, e.reason(), e.to_string()),
+    }
 }
 
 /// Appends events durably. Returns the per-event outcome in order.
@@ -242,12 +253,13 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, P
 
 fn count_samples(source: Vendor, parsed: &ParsedSamples) {
     let s = source_label(source);
-    for r in &parsed.rejected {
-        metrics::counter!("auren_ingest_samples_rejected_total", "source" => s, "reason" => r.reason).increment(1);
+    for (&reason, &n) in &parsed.rejected.by_reason {
+        metrics::counter!("auren_ingest_samples_rejected_total", "source" => s, "reason" => reason)
+            .increment(n as u64);
     }
     if !parsed.unsupported.is_empty() {
         metrics::counter!("auren_ingest_samples_total", "source" => s, "outcome" => "unsupported")
-            .increment(parsed.unsupported.len() as u64);
+            .increment(parsed.unsupported.total as u64);
     }
 }
 
@@ -259,8 +271,8 @@ async fn log_samples(
 ) -> Result<(StatusCode, &'static str, Value), Problem> {
     let now = Utc::now();
     let mut events = Vec::new();
-    let mut rejected = Vec::new();
-    let mut unsupported = Vec::new();
+    let mut rejected = Rejections::default();
+    let mut unsupported = Unsupported::default();
     for (user, parsed) in per_user {
         count_samples(source, &parsed);
         events.extend(
@@ -269,16 +281,17 @@ async fn log_samples(
                 .iter()
                 .map(|s| ingest::sample_event(source, &user, s, &state.inner.pseudonyms, now)),
         );
-        rejected.extend(parsed.rejected);
-        unsupported.extend(parsed.unsupported);
+        rejected.merge(parsed.rejected);
+        unsupported.merge(parsed.unsupported);
     }
     if events.is_empty() && !rejected.is_empty() {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_samples",
-            format!("none of the {} samples is valid", rejected.len()),
+            format!("none of the {} samples is valid", rejected.total),
         )
-        .with("rejected", json!(rejected)));
+        .with("rejected", json!(rejected.listed))
+        .with("rejected_total", json!(rejected.total)));
     }
     let outcomes = if events.is_empty() {
         Vec::new()
@@ -308,8 +321,10 @@ async fn log_samples(
         json!({
             "accepted": accepted,
             "duplicates": duplicates,
-            "rejected": rejected,
-            "unsupported": unsupported,
+            "rejected": rejected.listed,
+            "rejected_total": rejected.total,
+            "unsupported": unsupported.names,
+            "unsupported_total": unsupported.total,
             "event_ids": events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
         }),
     ))
@@ -320,14 +335,8 @@ pub async fn healthkit(State(state): State<AppState>, headers: HeaderMap, body: 
         let _permit = admit(&state).await?;
         let user = authenticate(&state, &headers).await?;
         let body = read_body(&state, body).await?;
-        let pushes = healthkit::parse(&body).map_err(|e| match e {
-            healthkit::PushError::Malformed(m) => malformed(m),
-            e @ healthkit::PushError::TooManyPushes(_) => Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_many_pushes",
-                e.to_string(),
-            ),
-        })?;
+        let pushes =
+            healthkit::parse(&body, &IngestLimits::default(), Utc::now()).map_err(push_problem)?;
         if pushes.iter().any(|p| p.user_id != user) {
             return Err(Problem::new(
                 StatusCode::FORBIDDEN,
@@ -354,7 +363,8 @@ pub async fn health_auto_export(
         let _permit = admit(&state).await?;
         let user = authenticate(&state, &headers).await?;
         let body = read_body(&state, body).await?;
-        let parsed = health_auto_export::parse(&body).map_err(malformed)?;
+        let parsed = health_auto_export::parse(&body, &IngestLimits::default(), Utc::now())
+            .map_err(push_problem)?;
         log_samples(&state, Vendor::HealthAutoExport, vec![(user, parsed)]).await
     })
     .await

@@ -7,8 +7,7 @@ use auren::log::{LogError, StartAt};
 use auren::root::Backends;
 use auren::settings::Settings;
 use auren::shutdown::Shutdown;
-use auren_core::signature::hmac_sha256;
-use base64::Engine;
+use auren_core::vendors::{oura, whoop};
 use futures::StreamExt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -281,22 +280,11 @@ pub fn now_millis() -> String {
 }
 
 pub fn oura_headers(secret: &str, ts: &str, body: &str) -> Vec<(&'static str, String)> {
-    let mac = hmac_sha256(secret.as_bytes(), &[ts.as_bytes(), body.as_bytes()]);
-    vec![
-        ("x-oura-signature", hex::encode_upper(mac)),
-        ("x-oura-timestamp", ts.to_string()),
-    ]
+    oura::signed_headers(secret.as_bytes(), ts, body.as_bytes()).to_vec()
 }
 
 pub fn whoop_headers(secret: &str, ts: &str, body: &str) -> Vec<(&'static str, String)> {
-    let mac = hmac_sha256(secret.as_bytes(), &[ts.as_bytes(), body.as_bytes()]);
-    vec![
-        (
-            "x-whoop-signature",
-            base64::engine::general_purpose::STANDARD.encode(mac),
-        ),
-        ("x-whoop-signature-timestamp", ts.to_string()),
-    ]
+    whoop::signed_headers(secret.as_bytes(), ts, body.as_bytes()).to_vec()
 }
 
 pub fn oura_body(user: &str) -> String {

@@ -5,12 +5,14 @@
 //! `Min`/`Avg`/`Max`; `blood_pressure` carries `systolic`/`diastolic`; `sleep_analysis` comes
 //! either aggregated per night (hours) or as stage segments. Units vary with the phone's locale, so
 //! `units` is parsed for every metric. Exports overlap and are split across requests, so each
-//! point's identity is (metric, source, date[, startDate]): sending the same export twice adds
-//! nothing.
+//! point's identity is (metric, source, instant[, start]): sending the same export twice adds
+//! nothing, and neither does the same point under another metric alias or date spelling.
 
 use super::{
-    confidence_for_source, MalformedBody, NormalisedSample, ParsedSamples, SampleRejection,
+    check_time, clip, confidence_for_source, MalformedBody, NormalisedSample, ParsedSamples,
+    PushError, Rejection, SampleRejection, MAX_ECHO_CHARS,
 };
+use crate::ingest::IngestLimits;
 use crate::model::{Metric, ReadingDetail, SleepStage};
 use crate::units::normalise;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -51,27 +53,36 @@ pub fn parse_date(s: &str) -> Option<DateTime<Utc>> {
         .ok()
 }
 
-type Rejection = (&'static str, String);
-
 /// Builds a sample from (metric, value, time, detail, identity key).
 type MakeSample<'a> =
     &'a dyn Fn(Metric, f64, DateTime<Utc>, Option<ReadingDetail>, &str) -> NormalisedSample;
 
-pub fn parse(body: &[u8]) -> Result<ParsedSamples, MalformedBody> {
+/// Reads an export. `now` is when the request arrived: sample times are judged against it with
+/// `limits`.
+pub fn parse(
+    body: &[u8],
+    limits: &IngestLimits,
+    now: DateTime<Utc>,
+) -> Result<ParsedSamples, PushError> {
     let v: Value = serde_json::from_slice(body).map_err(MalformedBody::from_json)?;
     let data = v
         .get("data")
         .and_then(Value::as_object)
         .ok_or_else(|| MalformedBody("field data is missing or not an object".into()))?;
-    let mut out = ParsedSamples::default();
+    let mut out = ParsedSamples::with_limits(limits);
     let Some(metrics) = data.get("metrics") else {
         // Workouts-only or state-of-mind-only exports are valid; we have nothing to take from them.
-        out.unsupported.extend(data.keys().cloned());
+        for key in data.keys() {
+            out.unsupported.push(key);
+        }
         return Ok(out);
     };
     let metrics = metrics
         .as_array()
         .ok_or_else(|| MalformedBody("data.metrics is not an array".into()))?;
+    // Every envelope and size check comes before any point is read.
+    let mut read = Vec::with_capacity(metrics.len());
+    let mut found = 0usize;
     for (i, m) in metrics.iter().enumerate() {
         let name = m
             .get("name")
@@ -81,21 +92,37 @@ pub fn parse(body: &[u8]) -> Result<ParsedSamples, MalformedBody> {
             .get("data")
             .and_then(Value::as_array)
             .ok_or_else(|| MalformedBody(format!("metrics[{i}].data is not an array")))?;
+        if points.len() > limits.max_points_per_metric {
+            return Err(PushError::TooManyPoints {
+                metric: clip(name, MAX_ECHO_CHARS),
+                limit: limits.max_points_per_metric,
+                found: points.len(),
+            });
+        }
+        found += points.len();
+        read.push((i, name, m.get("units").and_then(Value::as_str), points));
+    }
+    if found > limits.max_samples_per_push {
+        return Err(PushError::TooManySamples {
+            limit: limits.max_samples_per_push,
+            found,
+        });
+    }
+    for (i, name, units, points) in read {
         let Some(metric) = metric_for_name(name) else {
-            out.unsupported.push(name.chars().take(64).collect());
+            out.unsupported.push(name);
             continue;
         };
-        let units = m.get("units").and_then(Value::as_str);
         for (j, p) in points.iter().enumerate() {
             let result = match p.as_object() {
-                Some(p) => parse_point(name, metric, units, p),
+                Some(p) => parse_point(name, metric, units, p, limits, now),
                 None => Err(("malformed_point", "data point is not an object".into())),
             };
             match result {
                 Ok(samples) => out.samples.extend(samples),
-                Err((reason, detail)) => out.rejected.push(SampleRejection {
+                Err((reason, detail)) => out.rejected.push_with(reason, || SampleRejection {
                     at: format!("metrics[{i}].data[{j}]"),
-                    sample_type: Some(name.chars().take(64).collect()),
+                    sample_type: Some(clip(name, MAX_ECHO_CHARS)),
                     reason,
                     detail,
                 }),
@@ -112,7 +139,13 @@ fn num(p: &Map<String, Value>, key: &str) -> Result<f64, Rejection> {
         .ok_or(("invalid_value", format!("{key} is missing or not a number")))
 }
 
-fn time(p: &Map<String, Value>, key: &str) -> Result<(DateTime<Utc>, String), Rejection> {
+/// Reads a point's time and judges it; the instant, not its spelling, identifies the point.
+fn time(
+    p: &Map<String, Value>,
+    key: &str,
+    limits: &IngestLimits,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, Rejection> {
     let raw = p.get(key).and_then(Value::as_str).ok_or((
         "malformed_timestamp",
         format!("{key} is missing or not a string"),
@@ -121,7 +154,8 @@ fn time(p: &Map<String, Value>, key: &str) -> Result<(DateTime<Utc>, String), Re
         "malformed_timestamp",
         format!("{key} is not 'yyyy-MM-dd HH:mm:ss Z'"),
     ))?;
-    Ok((t, raw.trim().to_string()))
+    check_time(limits, now, key, t)?;
+    Ok(t)
 }
 
 fn parse_point(
@@ -129,33 +163,41 @@ fn parse_point(
     metric: Metric,
     units: Option<&str>,
     p: &Map<String, Value>,
+    limits: &IngestLimits,
+    now: DateTime<Utc>,
 ) -> Result<Vec<NormalisedSample>, Rejection> {
     let source = p
         .get("source")
         .and_then(Value::as_str)
         .map(|s| s.chars().take(128).collect::<String>());
     let confidence = confidence_for_source(source.as_deref());
+    // The metric, not HAE's name for it (`walking_heart_rate` or `walking_heart_rate_average`),
+    // and the key's canonical form: the same point from two app versions is one event.
     let sample =
         |metric: Metric, value: f64, at: DateTime<Utc>, detail, key: &str| NormalisedSample {
             metric,
-            value,
+            value: value + 0.0,
             occurred_at: at,
             detail,
             device: source.clone(),
             confidence,
             identity: vec![
-                name.to_string(),
                 metric.as_str().to_string(),
-                source.clone().unwrap_or_default(),
+                source
+                    .as_deref()
+                    .map(str::trim)
+                    .unwrap_or_default()
+                    .to_string(),
                 key.to_string(),
             ],
         };
     let conv = |m: Metric, v: f64| normalise(m, v, units).map_err(|e| (e.reason(), e.to_string()));
 
     if metric == Metric::SleepSegment {
-        return parse_sleep(p, units, &sample);
+        return parse_sleep(p, units, limits, now, &sample);
     }
-    let (at, date_key) = time(p, "date")?;
+    let at = time(p, "date", limits, now)?;
+    let key = at.to_rfc3339();
     match name {
         "heart_rate" => {
             let avg = conv(metric, num(p, "Avg").or_else(|_| num(p, "qty"))?)?;
@@ -172,7 +214,7 @@ fn parse_point(
                 }
                 _ => None,
             };
-            Ok(vec![sample(metric, avg, at, detail, &date_key)])
+            Ok(vec![sample(metric, avg, at, detail, &key)])
         }
         "blood_pressure" => {
             let sys = conv(Metric::BloodPressureSystolic, num(p, "systolic")?)?;
@@ -181,8 +223,8 @@ fn parse_point(
                 return Err(("invalid_value", "diastolic is not below systolic".into()));
             }
             Ok(vec![
-                sample(Metric::BloodPressureSystolic, sys, at, None, &date_key),
-                sample(Metric::BloodPressureDiastolic, dia, at, None, &date_key),
+                sample(Metric::BloodPressureSystolic, sys, at, None, &key),
+                sample(Metric::BloodPressureDiastolic, dia, at, None, &key),
             ])
         }
         _ => Ok(vec![sample(
@@ -190,7 +232,7 @@ fn parse_point(
             conv(metric, num(p, "qty")?)?,
             at,
             None,
-            &date_key,
+            &key,
         )]),
     }
 }
@@ -198,6 +240,8 @@ fn parse_point(
 fn parse_sleep(
     p: &Map<String, Value>,
     units: Option<&str>,
+    limits: &IngestLimits,
+    now: DateTime<Utc>,
     sample: MakeSample<'_>,
 ) -> Result<Vec<NormalisedSample>, Rejection> {
     let hours = |v: f64, m: Metric| {
@@ -205,8 +249,8 @@ fn parse_sleep(
     };
     if p.contains_key("startDate") {
         // Unaggregated: one segment per stage.
-        let (start, start_key) = time(p, "startDate")?;
-        let (end, _) = time(p, "endDate")?;
+        let start = time(p, "startDate", limits, now)?;
+        let end = time(p, "endDate", limits, now)?;
         if end <= start {
             return Err((
                 "invalid_value",
@@ -226,48 +270,48 @@ fn parse_sleep(
             minutes,
             end,
             Some(detail),
-            &start_key,
+            &start.to_rfc3339(),
         )]);
     }
-    // Aggregated per night: `date` is a day, values are hours.
+    // Aggregated per night: `date` is a day (some versions add a time), values are hours.
     let date_raw = p
         .get("date")
         .and_then(Value::as_str)
-        .ok_or(("malformed_timestamp", "date is missing".to_string()))?;
-    let end = match p
-        .get("sleepEnd")
-        .or_else(|| p.get("inBedEnd"))
-        .and_then(Value::as_str)
-    {
-        Some(s) => {
-            parse_date(s).ok_or(("malformed_timestamp", "sleepEnd is not a date".to_string()))?
-        }
-        None => {
-            let day = date_raw.get(..10).unwrap_or(date_raw);
-            NaiveDate::parse_from_str(day, "%Y-%m-%d")
-                .map_err(|_| ("malformed_timestamp", "date is not yyyy-MM-dd".to_string()))?
-                .and_hms_opt(0, 0, 0)
-                .expect("midnight exists")
-                .and_utc()
-        }
+        .ok_or(("malformed_timestamp", "date is missing".to_string()))?
+        .trim();
+    let day = date_raw
+        .get(..10)
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .ok_or(("malformed_timestamp", "date is not yyyy-MM-dd".to_string()))?;
+    let end_key = ["sleepEnd", "inBedEnd"]
+        .into_iter()
+        .find(|k| p.get(*k).is_some_and(Value::is_string));
+    let end = if let Some(k) = end_key {
+        time(p, k, limits, now)?
+    } else {
+        let midnight = day.and_time(chrono::NaiveTime::MIN).and_utc();
+        check_time(limits, now, "date", midnight)?;
+        midnight
     };
+    // The night, not how its date was written, identifies the summary.
+    let key = day.format("%Y-%m-%d").to_string();
     let total = num(p, "totalSleep").or_else(|_| num(p, "asleep"))?;
     let mut out = vec![sample(
         Metric::SleepTotal,
         hours(total, Metric::SleepTotal)?,
         end,
         None,
-        date_raw,
+        &key,
     )];
-    for (key, m) in [
+    for (k, m) in [
         ("deep", Metric::SleepDeep),
         ("rem", Metric::SleepRem),
         ("core", Metric::SleepCore),
         ("awake", Metric::SleepAwake),
         ("inBed", Metric::SleepInBed),
     ] {
-        if let Some(v) = p.get(key).and_then(Value::as_f64) {
-            out.push(sample(m, hours(v, m)?, end, None, date_raw));
+        if let Some(v) = p.get(k).and_then(Value::as_f64) {
+            out.push(sample(m, hours(v, m)?, end, None, &key));
         }
     }
     Ok(out)
@@ -278,9 +322,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn now() -> DateTime<Utc> {
+        "2024-02-08T00:00:00Z".parse().unwrap()
+    }
+
+    fn parse_at(body: &[u8]) -> Result<ParsedSamples, PushError> {
+        parse(body, &IngestLimits::default(), now())
+    }
+
     fn parse_one(name: &str, units: &str, point: Value) -> ParsedSamples {
         let body = json!({"data": {"metrics": [{"name": name, "units": units, "data": [point]}]}});
-        parse(body.to_string().as_bytes()).unwrap()
+        parse_at(body.to_string().as_bytes()).unwrap()
     }
 
     #[test]
@@ -502,7 +554,11 @@ mod tests {
             let p = parse_one(name, units, point.clone());
             match want {
                 Some(w) => {
-                    assert_eq!(p.rejected, vec![], "{name} {units} {point}");
+                    assert!(
+                        p.rejected.is_empty(),
+                        "{name} {units} {point}: {:?}",
+                        p.rejected
+                    );
                     assert_eq!(p.samples[0].metric, *metric);
                     assert!(
                         (p.samples[0].value - w).abs() < 1e-3,
@@ -516,7 +572,7 @@ mod tests {
                 }
                 None => {
                     assert!(p.samples.is_empty(), "{name} {point} accepted");
-                    assert_eq!(p.rejected.len(), 1);
+                    assert_eq!(p.rejected.total, 1);
                 }
             }
         }
@@ -567,7 +623,7 @@ mod tests {
             "sleepEnd": "2024-02-06 07:00:00 -0800", "inBedStart": "2024-02-05 22:50:00 -0800",
             "inBedEnd": "2024-02-06 07:05:00 -0800"}),
         );
-        assert_eq!(agg.rejected, vec![]);
+        assert!(agg.rejected.is_empty(), "{:?}", agg.rejected);
         let got: Vec<_> = agg.samples.iter().map(|s| (s.metric, s.value)).collect();
         assert_eq!(
             got,
@@ -607,7 +663,7 @@ mod tests {
             json!({
             "startDate": "2024-02-06 01:00:00 -0800", "endDate": "2024-02-06 01:30:00 -0800", "value": "Dozing"}),
         );
-        assert_eq!(bad.rejected[0].reason, "invalid_value");
+        assert_eq!(bad.rejected.listed[0].reason, "invalid_value");
     }
 
     #[test]
@@ -634,12 +690,13 @@ mod tests {
     #[test]
     fn unknown_metrics_skipped_and_envelope_errors() {
         let body = json!({"data": {"metrics": [{"name": "dietary_water", "units": "mL", "data": [{"qty": 1, "date": "2024-02-06 00:00:00 -0800"}]}], "workouts": []}});
-        let p = parse(body.to_string().as_bytes()).unwrap();
-        assert_eq!(p.unsupported, vec!["dietary_water".to_string()]);
-        assert!(parse(b"{}").is_err());
-        assert!(parse(br#"{"data":{"metrics":{}}}"#).is_err());
-        assert!(parse(br#"{"data":{"metrics":[{"data":[]}]}}"#).is_err());
-        assert!(parse(br#"{"data":{"workouts":[]}}"#)
+        let p = parse_at(body.to_string().as_bytes()).unwrap();
+        assert_eq!(p.unsupported.total, 1);
+        assert!(p.unsupported.names.contains("dietary_water"));
+        assert!(parse_at(b"{}").is_err());
+        assert!(parse_at(br#"{"data":{"metrics":{}}}"#).is_err());
+        assert!(parse_at(br#"{"data":{"metrics":[{"data":[]}]}}"#).is_err());
+        assert!(parse_at(br#"{"data":{"workouts":[]}}"#)
             .unwrap()
             .samples
             .is_empty());

@@ -4,11 +4,14 @@
 //! source}]}`, or a batch of up to [`MAX_PUSHES`] such pushes (a JSON array, or `{"pushes":[..]}`),
 //! authenticated by a per-user API key. Each sample is read on its own: one bad sample is refused
 //! with a reason and never takes the valid ones down with it, and a sample whose time cannot be
-//! read is refused, never stamped with "now".
+//! read, or is not believable under the [`IngestLimits`], is refused, never stamped with "now".
 
+pub use super::PushError;
 use super::{
-    confidence_for_source, MalformedBody, NormalisedSample, ParsedSamples, SampleRejection,
+    canonical_number, check_time, clip, confidence_for_source, MalformedBody, NormalisedSample,
+    ParsedSamples, Rejection, SampleRejection, MAX_ECHO_CHARS,
 };
+use crate::ingest::IngestLimits;
 use crate::model::{Metric, ReadingDetail, SleepStage};
 use crate::units::normalise;
 use chrono::{DateTime, Utc};
@@ -60,21 +63,18 @@ pub struct Push {
     pub parsed: ParsedSamples,
 }
 
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PushError {
-    #[error(transparent)]
-    Malformed(#[from] MalformedBody),
-    #[error("a batch holds at most {MAX_PUSHES} pushes, this one has {0}")]
-    TooManyPushes(usize),
-}
-
-/// Reads a single push or a batch.
-pub fn parse(body: &[u8]) -> Result<Vec<Push>, PushError> {
+/// Reads a single push or a batch. `now` is when the request arrived: sample times are judged
+/// against it with `limits`.
+pub fn parse(
+    body: &[u8],
+    limits: &IngestLimits,
+    now: DateTime<Utc>,
+) -> Result<Vec<Push>, PushError> {
     let v: Value = serde_json::from_slice(body).map_err(MalformedBody::from_json)?;
     let pushes: Vec<&Value> = match &v {
         Value::Array(items) => items.iter().collect(),
-        Value::Object(o) if o.contains_key("pushes") => match &o["pushes"] {
-            Value::Array(items) => items.iter().collect(),
+        Value::Object(o) if o.contains_key("pushes") => match o.get("pushes") {
+            Some(Value::Array(items)) => items.iter().collect(),
             _ => return Err(MalformedBody("field pushes is not an array".into()).into()),
         },
         Value::Object(_) => vec![&v],
@@ -84,7 +84,21 @@ pub fn parse(body: &[u8]) -> Result<Vec<Push>, PushError> {
         return Err(MalformedBody("batch is empty".into()).into());
     }
     if pushes.len() > MAX_PUSHES {
-        return Err(PushError::TooManyPushes(pushes.len()));
+        return Err(PushError::TooManyPushes {
+            limit: MAX_PUSHES,
+            found: pushes.len(),
+        });
+    }
+    let found: usize = pushes
+        .iter()
+        .filter_map(|p| p.get("samples").and_then(Value::as_array))
+        .map(Vec::len)
+        .sum();
+    if found > limits.max_samples_per_push {
+        return Err(PushError::TooManySamples {
+            limit: limits.max_samples_per_push,
+            found,
+        });
     }
     let batch = pushes.len() > 1 || v.is_array() || v.get("pushes").is_some();
     pushes
@@ -96,12 +110,17 @@ pub fn parse(body: &[u8]) -> Result<Vec<Push>, PushError> {
             } else {
                 String::new()
             };
-            parse_push(p, &prefix).map_err(PushError::from)
+            parse_push(p, &prefix, limits, now).map_err(PushError::from)
         })
         .collect()
 }
 
-fn parse_push(p: &Value, prefix: &str) -> Result<Push, MalformedBody> {
+fn parse_push(
+    p: &Value,
+    prefix: &str,
+    limits: &IngestLimits,
+    now: DateTime<Utc>,
+) -> Result<Push, MalformedBody> {
     let user_id = p
         .get("user_id")
         .and_then(Value::as_str)
@@ -111,25 +130,15 @@ fn parse_push(p: &Value, prefix: &str) -> Result<Push, MalformedBody> {
         .get("samples")
         .and_then(Value::as_array)
         .ok_or_else(|| MalformedBody(format!("{prefix}samples is missing or not an array")))?;
-    let mut parsed = ParsedSamples::default();
+    let mut parsed = ParsedSamples::with_limits(limits);
     for (j, s) in samples.iter().enumerate() {
-        let at = format!("{prefix}samples[{j}]");
-        match parse_sample(s) {
+        let sample_type = s.get("type").and_then(Value::as_str);
+        match parse_sample(s, limits, now) {
             Ok(Some(sample)) => parsed.samples.push(sample),
-            Ok(None) => parsed.unsupported.push(
-                s.get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .chars()
-                    .take(64)
-                    .collect(),
-            ),
-            Err((reason, detail)) => parsed.rejected.push(SampleRejection {
-                at,
-                sample_type: s
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .map(|t| t.chars().take(64).collect()),
+            Ok(None) => parsed.unsupported.push(sample_type.unwrap_or("")),
+            Err((reason, detail)) => parsed.rejected.push_with(reason, || SampleRejection {
+                at: format!("{prefix}samples[{j}]"),
+                sample_type: sample_type.map(|t| clip(t, MAX_ECHO_CHARS)),
                 reason,
                 detail,
             }),
@@ -141,8 +150,6 @@ fn parse_push(p: &Value, prefix: &str) -> Result<Push, MalformedBody> {
         parsed,
     })
 }
-
-type Rejection = (&'static str, String);
 
 /// Parses an RFC 3339 time; offsets are kept, then converted to UTC.
 pub fn parse_time(field: &str, v: Option<&Value>) -> Result<DateTime<Utc>, Rejection> {
@@ -160,7 +167,11 @@ pub fn parse_time(field: &str, v: Option<&Value>) -> Result<DateTime<Utc>, Rejec
         })
 }
 
-fn parse_sample(s: &Value) -> Result<Option<NormalisedSample>, Rejection> {
+fn parse_sample(
+    s: &Value,
+    limits: &IngestLimits,
+    now: DateTime<Utc>,
+) -> Result<Option<NormalisedSample>, Rejection> {
     let t = s.get("type").and_then(Value::as_str).ok_or((
         "missing_type",
         "type is missing or not a string".to_string(),
@@ -172,6 +183,7 @@ fn parse_sample(s: &Value) -> Result<Option<NormalisedSample>, Rejection> {
         "timestamp",
         s.get("timestamp").or_else(|| s.get("startDate")),
     )?;
+    check_time(limits, now, "timestamp", start)?;
     let source = s
         .get("source")
         .and_then(Value::as_str)
@@ -192,6 +204,7 @@ fn parse_sample(s: &Value) -> Result<Option<NormalisedSample>, Rejection> {
             "end_timestamp",
             s.get("end_timestamp").or_else(|| s.get("endDate")),
         )?;
+        check_time(limits, now, "end_timestamp", end)?;
         if end <= start {
             return Err((
                 "invalid_value",
@@ -212,12 +225,8 @@ fn parse_sample(s: &Value) -> Result<Option<NormalisedSample>, Rejection> {
             "value is missing or not a number".to_string(),
         ))?;
         let v = normalise(metric, v, unit).map_err(|e| (e.reason(), e.to_string()))?;
-        (
-            v,
-            None,
-            start,
-            raw_value.map(Value::to_string).unwrap_or_default(),
-        )
+        // The canonical value, not its spelling: 71 and 71.0, or 0.97 and 97 %, are one reading.
+        (v + 0.0, None, start, canonical_number(v))
     };
     Ok(Some(NormalisedSample {
         metric,
@@ -225,11 +234,17 @@ fn parse_sample(s: &Value) -> Result<Option<NormalisedSample>, Rejection> {
         occurred_at,
         detail,
         confidence: confidence_for_source(source.as_deref()),
+        // The metric, not the type's spelling: `heartRate`, `HeartRate` and
+        // `HKQuantityTypeIdentifierHeartRate` are one type.
         identity: vec![
-            t.to_string(),
+            metric.as_str().to_string(),
             start.to_rfc3339(),
             value_key,
-            source.clone().unwrap_or_default(),
+            source
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_string(),
         ],
         device: source,
     }))
@@ -240,9 +255,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn now() -> DateTime<Utc> {
+        "2025-01-28T00:00:00Z".parse().unwrap()
+    }
+
+    fn parse_at(body: &[u8]) -> Result<Vec<Push>, PushError> {
+        parse(body, &IngestLimits::default(), now())
+    }
+
     fn one(sample: Value) -> ParsedSamples {
         let body = json!({"user_id": "u1", "samples": [sample]});
-        let mut pushes = parse(body.to_string().as_bytes()).unwrap();
+        let mut pushes = parse_at(body.to_string().as_bytes()).unwrap();
         pushes.remove(0).parsed
     }
 
@@ -504,7 +527,7 @@ mod tests {
             let p = one(s);
             match want {
                 Some(w) => {
-                    assert_eq!(p.rejected, vec![], "{t} {v} {u:?}");
+                    assert!(p.rejected.is_empty(), "{t} {v} {u:?}: {:?}", p.rejected);
                     assert_eq!(p.samples.len(), 1, "{t}");
                     assert_eq!(p.samples[0].metric, *metric, "{t}");
                     assert!(
@@ -516,7 +539,7 @@ mod tests {
                 }
                 None => {
                     assert!(p.samples.is_empty(), "{t} {v} {u:?} was accepted");
-                    assert_eq!(p.rejected.len(), 1, "{t}");
+                    assert_eq!(p.rejected.total, 1, "{t}");
                 }
             }
         }
@@ -567,9 +590,9 @@ mod tests {
         let p = one(
             json!({"type":"sleepAnalysis","value":9,"timestamp":"2025-01-27T01:00:00Z","end_timestamp":"2025-01-27T01:20:00Z"}),
         );
-        assert_eq!(p.rejected[0].reason, "invalid_value");
+        assert_eq!(p.rejected.listed[0].reason, "invalid_value");
         let p = one(json!({"type":"sleepAnalysis","value":3,"timestamp":"2025-01-27T01:00:00Z"}));
-        assert_eq!(p.rejected[0].reason, "malformed_timestamp");
+        assert_eq!(p.rejected.listed[0].reason, "malformed_timestamp");
     }
 
     #[test]
@@ -582,7 +605,7 @@ mod tests {
         ] {
             let p = one(json!({"type":"heartRate","value":70,"timestamp":ts}));
             assert!(p.samples.is_empty());
-            assert_eq!(p.rejected[0].reason, "malformed_timestamp");
+            assert_eq!(p.rejected.listed[0].reason, "malformed_timestamp");
         }
     }
 
@@ -593,31 +616,38 @@ mod tests {
             {"type":"heartRate","value":"fast","timestamp":"2025-01-27T10:31:00Z"},
             {"type":"dietaryWater","value":1,"timestamp":"2025-01-27T10:31:00Z"}
         ]});
-        let p = parse(body.to_string().as_bytes()).unwrap().remove(0).parsed;
+        let p = parse_at(body.to_string().as_bytes())
+            .unwrap()
+            .remove(0)
+            .parsed;
         assert_eq!(p.samples.len(), 1);
-        assert_eq!(p.rejected.len(), 1);
-        assert_eq!(p.rejected[0].at, "samples[1]");
-        assert_eq!(p.unsupported, vec!["dietaryWater".to_string()]);
+        assert_eq!(p.rejected.total, 1);
+        assert_eq!(p.rejected.listed[0].at, "samples[1]");
+        assert_eq!(p.unsupported.total, 1);
+        assert!(p.unsupported.names.contains("dietaryWater"));
     }
 
     #[test]
     fn batches_and_limits() {
         let push = json!({"user_id":"u1","samples":[{"type":"heartRate","value":70,"timestamp":"2025-01-27T10:30:00Z"}]});
         let arr = Value::Array(vec![push.clone(); 3]);
-        assert_eq!(parse(arr.to_string().as_bytes()).unwrap().len(), 3);
+        assert_eq!(parse_at(arr.to_string().as_bytes()).unwrap().len(), 3);
         let obj = json!({"pushes": [push.clone(), push.clone()]});
-        assert_eq!(parse(obj.to_string().as_bytes()).unwrap().len(), 2);
+        assert_eq!(parse_at(obj.to_string().as_bytes()).unwrap().len(), 2);
         let big = Value::Array(vec![push; MAX_PUSHES + 1]);
         assert_eq!(
-            parse(big.to_string().as_bytes()),
-            Err(PushError::TooManyPushes(101))
+            parse_at(big.to_string().as_bytes()),
+            Err(PushError::TooManyPushes {
+                limit: MAX_PUSHES,
+                found: 101
+            })
         );
-        assert!(matches!(parse(b"[]"), Err(PushError::Malformed(_))));
+        assert!(matches!(parse_at(b"[]"), Err(PushError::Malformed(_))));
         assert!(matches!(
-            parse(b"{\"samples\":[]}"),
+            parse_at(b"{\"samples\":[]}"),
             Err(PushError::Malformed(_))
         ));
-        assert!(matches!(parse(b"nope"), Err(PushError::Malformed(_))));
+        assert!(matches!(parse_at(b"nope"), Err(PushError::Malformed(_))));
     }
 
     #[test]
