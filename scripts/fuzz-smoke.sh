@@ -11,8 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 : "${FUZZ_RUNS:=20000}" "${FUZZ_SECONDS:=30}"
 
+# No toolchain can be downloaded on the project's machines: without nightly the smoke is skipped,
+# loudly; the core's property tests over arbitrary input still run on stable.
 if ! rustup toolchain list | grep -q '^nightly'; then
-  rustup toolchain install nightly --profile minimal
+  echo "fuzz smoke SKIPPED: no nightly toolchain on this machine (cargo-fuzz needs one)"
+  exit 0
 fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
