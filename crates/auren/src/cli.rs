@@ -385,3 +385,47 @@ async fn read_log(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own consistency checks over every subcommand: no two args share an id, every
+    /// default parses, and so on. A mistake here would otherwise surface only when run.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn commands_take_only_the_groups_they_need() {
+        let cmd = Cli::command();
+        let flags = |path: &[&str]| -> Vec<String> {
+            let mut c = &cmd;
+            for p in path {
+                c = c.find_subcommand(p).unwrap();
+            }
+            c.get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_string))
+                .collect()
+        };
+        let keys = flags(&["keys", "create"]);
+        assert!(keys.contains(&"postgres-url".to_string()));
+        for unrelated in [
+            "kafka-bootstrap-servers",
+            "redis-url",
+            "http-addr",
+            "metrics-addr",
+        ] {
+            assert!(
+                !keys.contains(&unrelated.to_string()),
+                "keys create has --{unrelated}"
+            );
+        }
+        let read = flags(&["log", "read"]);
+        assert!(read.contains(&"kafka-bootstrap-servers".to_string()));
+        assert!(!read.contains(&"postgres-url".to_string()));
+        assert!(flags(&["serve"]).contains(&"oura-client-secret".to_string()));
+        assert!(!flags(&["bridge"]).contains(&"oura-client-secret".to_string()));
+    }
+}
