@@ -15,7 +15,7 @@
 //! and the simulator agree, and says so loudly.
 
 use anyhow::{bail, Context};
-use clap::{ArgMatches, Args, CommandFactory, FromArgMatches};
+use clap::{ArgMatches, Args, FromArgMatches};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -440,11 +440,6 @@ pub fn to_env<T: Args + Serialize>(settings: &T) -> Vec<(String, Option<String>)
         .collect()
 }
 
-/// Keeps clap's derive honest: every settings type can be turned into a command.
-pub fn check_command<T: CommandFactory>() {
-    T::command().debug_assert();
-}
-
 /// The secrets the service cannot run without, resolved.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Secrets {
@@ -583,7 +578,7 @@ mod tests {
             #[command(flatten)]
             s: Settings,
         }
-        check_command::<All>();
+        <All as clap::CommandFactory>::command().debug_assert();
     }
 
     fn matches(args: &[&str]) -> ArgMatches {

@@ -344,11 +344,7 @@ impl EventLog for EmbeddedLog {
     async fn end_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, LogError> {
         let (dir, topic) = (self.dir.clone(), topic.to_string());
         tokio::task::spawn_blocking(move || {
-            let reader =
-                EmbeddedReader::open(&dir).map_err(|_| LogError::UnknownTopic(topic.clone()))?;
-            reader
-                .partitions(&topic)?
-                .ok_or(LogError::UnknownTopic(topic.clone()))?;
+            let (reader, _) = EmbeddedReader::open_topic(&dir, &topic)?;
             Ok(reader
                 .end_offsets(&topic)?
                 .into_iter()

@@ -30,6 +30,15 @@ impl EmbeddedReader {
         Ok(Self { conn })
     }
 
+    /// A reader of `topic` and its partition count. No log file yet, or no such topic in it, is
+    /// [`LogError::UnknownTopic`]: for a reader both mean nothing was ever written there.
+    pub(super) fn open_topic(data_dir: &Path, topic: &str) -> Result<(Self, u32), LogError> {
+        let unknown = || LogError::UnknownTopic(topic.to_string());
+        let reader = Self::open(data_dir).map_err(|_| unknown())?;
+        let parts = reader.partitions(topic)?.ok_or_else(unknown)?;
+        Ok((reader, parts))
+    }
+
     pub fn partitions(&self, topic: &str) -> Result<Option<u32>, LogError> {
         Ok(self
             .conn
@@ -99,9 +108,7 @@ fn read_loop(
     follow: bool,
     send: &dyn Fn(Result<LoggedRecord, LogError>) -> bool,
 ) -> Result<(), LogError> {
-    let unknown = || LogError::UnknownTopic(topic.to_string());
-    let reader = EmbeddedReader::open(dir).map_err(|_| unknown())?;
-    let parts = reader.partitions(topic)?.ok_or_else(unknown)?;
+    let (reader, parts) = EmbeddedReader::open_topic(dir, topic)?;
     let ends = reader.end_offsets(topic)?;
     let mut next: Vec<i64> = match from {
         StartAt::Beginning => vec![0; parts as usize],
