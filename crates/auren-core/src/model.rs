@@ -523,3 +523,111 @@ mod tests {
         assert_eq!(back, e);
     }
 }
+
+/// The longest user id accepted, in characters (not bytes: ids in any script count alike).
+pub const MAX_USER_ID_CHARS: usize = 256;
+
+/// Why a user id is refused. User ids name files, URLs, log pseudonyms and LangGraph metadata;
+/// one that carries a control character, a path separator or a dot segment can forge a path or
+/// a log line anywhere it travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UserIdError {
+    #[error("user id is empty")]
+    Empty,
+    #[error("user id is longer than {MAX_USER_ID_CHARS} characters")]
+    TooLong,
+    #[error("user id contains a control or invisible character")]
+    NotPrintable,
+    #[error("user id contains a path separator (/ or \\)")]
+    PathSeparator,
+    #[error("user id is a dot segment (. or ..)")]
+    DotSegment,
+    #[error("user id starts or ends with white space")]
+    Padded,
+}
+
+/// Checks a user id from a request or the command line.
+pub fn validate_user_id(id: &str) -> Result<(), UserIdError> {
+    if id.is_empty() {
+        return Err(UserIdError::Empty);
+    }
+    if id.chars().count() > MAX_USER_ID_CHARS {
+        return Err(UserIdError::TooLong);
+    }
+    if id.trim() != id {
+        return Err(UserIdError::Padded);
+    }
+    if id.contains(['/', '\\']) {
+        return Err(UserIdError::PathSeparator);
+    }
+    if id == "." || id == ".." {
+        return Err(UserIdError::DotSegment);
+    }
+    // Control characters, and the format characters that hide or reorder text in a log line
+    // (zero-width spaces, bidirectional overrides, the BOM).
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    };
+    if id.chars().any(invisible) {
+        return Err(UserIdError::NotPrintable);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod user_id_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ordinary_ids_pass_and_forged_ones_do_not() {
+        for ok in [
+            "u1",
+            "alice@example.com",
+            "用户-42",
+            "a.b",
+            "...",
+            "x y",
+            "00000000-0000-4000-8000-000000000000",
+        ] {
+            assert_eq!(validate_user_id(ok), Ok(()), "{ok}");
+        }
+        let bad = [
+            ("", UserIdError::Empty),
+            ("a/b", UserIdError::PathSeparator),
+            ("..\\x", UserIdError::PathSeparator),
+            ("..", UserIdError::DotSegment),
+            (".", UserIdError::DotSegment),
+            ("a\nb", UserIdError::NotPrintable),
+            ("a\u{0}", UserIdError::NotPrintable),
+            ("a\u{202E}b", UserIdError::NotPrintable),
+            (" a", UserIdError::Padded),
+            ("a\t", UserIdError::Padded),
+        ];
+        for (id, want) in bad {
+            assert_eq!(validate_user_id(id), Err(want), "{id:?}");
+        }
+        assert_eq!(
+            validate_user_id(&"é".repeat(256)),
+            Ok(()),
+            "256 characters, 512 bytes"
+        );
+        assert_eq!(
+            validate_user_id(&"é".repeat(257)),
+            Err(UserIdError::TooLong)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn a_valid_id_never_carries_what_forges_paths_or_lines(id in "\\PC*") {
+            if validate_user_id(&id).is_ok() {
+                prop_assert!(!id.contains('/') && !id.contains('\\'));
+                prop_assert!(!id.chars().any(char::is_control));
+                prop_assert!(id != "." && id != "..");
+                prop_assert!(!id.is_empty() && id.chars().count() <= MAX_USER_ID_CHARS);
+            }
+        }
+    }
+}

@@ -11,9 +11,8 @@ use crate::shutdown::Shutdown;
 use anyhow::Context;
 use auren_core::pseudonym::Pseudonymizer;
 use axum::routing::get;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -25,6 +24,7 @@ pub struct Service {
     pub state: AppState,
     bridge: Option<Bridge>,
     backends: Arc<Backends>,
+    http: crate::settings::HttpSettings,
 }
 
 /// The bridge over the root's backends.
@@ -75,7 +75,10 @@ impl Service {
                 admission_wait: settings.ingest.admission_wait(),
                 log_timeout: settings.log.log_timeout(),
                 max_body_bytes: settings.ingest.max_body_bytes,
-                key_cache: RwLock::new(HashMap::new()),
+                body_read_timeout: settings.http.body_read_timeout(),
+                ingest_limits: settings.ingest.limits(),
+                auth: http::auth_limit::AuthLimiter::new(settings.http.auth_failures_per_minute),
+                key_cache: http::key_cache(),
             }),
         };
         tracing::info!(backends = %backends.describe(), "backends ready");
@@ -83,6 +86,7 @@ impl Service {
             state,
             bridge,
             backends,
+            http: settings.http.clone(),
         })
     }
 
@@ -99,10 +103,13 @@ impl Service {
         }
         shutdown.spawn("metrics", serve_metrics(metrics, shutdown.clone()));
         tracing::info!(addr = %api.local_addr()?, "listening for webhooks");
-        let stop = shutdown.clone();
-        let served = axum::serve(api, http::router(self.state.clone()))
-            .with_graceful_shutdown(async move { stop.wait().await })
-            .await;
+        let served = http::server::serve(
+            api,
+            http::router(self.state.clone()),
+            &self.http,
+            shutdown.clone(),
+        )
+        .await;
         if !shutdown.drain(DRAIN_TIMEOUT).await {
             tracing::warn!("some workers did not stop within the drain timeout");
         }

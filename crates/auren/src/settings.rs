@@ -44,6 +44,29 @@ pub struct HttpSettings {
     /// Address of the webhook and API listener.
     #[arg(long, env = "AUREN_HTTP_ADDR", default_value = "0.0.0.0:8000")]
     pub http_addr: SocketAddr,
+    /// Once the first byte of a request arrives, its whole header must arrive within this.
+    #[arg(long, env = "AUREN_HTTP_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+    /// A request's whole body must arrive within this after its header; slower ones get 408.
+    #[arg(long, env = "AUREN_HTTP_BODY_READ_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_ms: u64,
+    /// A keep-alive connection with no request in flight is closed after this.
+    #[arg(long, env = "AUREN_HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_ms: u64,
+    /// Open connections at most; past it new ones wait in the kernel's backlog. Keep it below
+    /// the process's file-descriptor limit (`ulimit -n`).
+    #[arg(long, env = "AUREN_HTTP_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Failed authentications (Oura verification token, user keys, admin token) allowed per
+    /// client address and minute before it gets 429.
+    #[arg(long, env = "AUREN_AUTH_FAILURES_PER_MINUTE", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_failures_per_minute: u32,
+}
+
+impl HttpSettings {
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
 }
 
 /// The Prometheus listener, for the commands that run until stopped.
@@ -66,9 +89,33 @@ pub struct IngestSettings {
     /// Largest accepted request body; larger ones get 413.
     #[arg(long, env = "AUREN_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// How far past the server's clock a sample may be dated before it is refused
+    /// (`timestamp_in_future`): a phone clock that runs a little fast, no more.
+    #[arg(long, env = "AUREN_MAX_FUTURE_SKEW_SECONDS", default_value_t = 300)]
+    pub max_future_skew_seconds: u32,
+    /// How far back a sample may be dated before it is refused (`timestamp_too_old`).
+    #[arg(long, env = "AUREN_MAX_HISTORY_DAYS", default_value_t = 5 * 365 + 1, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub max_history_days: u32,
+    /// Samples in one push (all pushes of a HealthKit batch, all metrics of a Health Auto
+    /// Export body); more gets 413.
+    #[arg(long, env = "AUREN_MAX_SAMPLES_PER_PUSH", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_samples_per_push: u32,
+    /// Data points in one Health Auto Export metric; more gets 413.
+    #[arg(long, env = "AUREN_MAX_POINTS_PER_METRIC", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_points_per_metric: u32,
 }
 
 impl IngestSettings {
+    /// The core's limits with this deployment's values.
+    pub fn limits(&self) -> auren_core::ingest::IngestLimits {
+        auren_core::ingest::IngestLimits {
+            max_future_skew: chrono::TimeDelta::seconds(self.max_future_skew_seconds.into()),
+            max_age: chrono::TimeDelta::days(self.max_history_days.into()),
+            max_samples_per_push: self.max_samples_per_push as usize,
+            max_points_per_metric: self.max_points_per_metric as usize,
+            ..Default::default()
+        }
+    }
     pub fn admission_wait(&self) -> Duration {
         Duration::from_millis(self.admission_wait_ms)
     }
@@ -501,9 +548,11 @@ impl SecretSettings {
             }),
             whoop_client_secret: pick(&self.whoop_client_secret, |d| &d.whoop_client_secret),
             pseudonym_key: pick(&self.pseudonym_key, |d| &d.pseudonym_key),
+            // An empty token is no token: an empty `X-API-Key` must never match it.
             admin_token: self
                 .admin_token
                 .clone()
+                .filter(|t| !t.trim().is_empty())
                 .or_else(|| dev.as_ref().and_then(|d| d.admin_token.clone())),
         };
         if secrets.pseudonym_key.len() < auren_core::pseudonym::Pseudonymizer::MIN_KEY_BYTES {

@@ -65,16 +65,23 @@ fn describe() {
 
 /// Installs the log subscriber once; later calls (tests) keep the first.
 pub fn init_tracing(settings: &TelemetrySettings) {
+    use std::io::Write;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&settings.rust_log).unwrap_or_else(|e| {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "warning: RUST_LOG {:?} is not a valid filter ({e}); logging at info",
             settings.rust_log
         );
         EnvFilter::new("info")
     });
+    // A log line that cannot be written (stderr on a full disk, a closed pipe) is dropped.
+    // tracing's default reports such a failure with `eprintln!`, which panics when stderr
+    // itself fails, and a panic on the embedded log's writer thread would stop every
+    // acknowledgement: logging must never take a worker down.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     if settings.log_format == "json" {
         let _ = builder.json().try_init();

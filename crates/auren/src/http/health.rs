@@ -1,5 +1,6 @@
 //! Liveness and readiness. `/ready` asks every configured dependency and names the first that
-//! does not answer, so an orchestrator stops routing webhooks to an instance that would 503 them.
+//! does not answer, and says 503 while every processing slot stays taken, so an orchestrator
+//! stops routing webhooks to an instance that would 503 them.
 
 use super::problem::Problem;
 use super::AppState;
@@ -14,6 +15,18 @@ pub async fn health() -> Json<Value> {
 
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
     let s = &state.inner;
+    // Every processing slot taken for as long as a webhook would wait for one: webhooks sent
+    // here now would get 503, so the orchestrator should send them elsewhere.
+    if tokio::time::timeout(s.admission_wait, s.admission.acquire())
+        .await
+        .is_err()
+    {
+        return Err(Problem::unavailable(
+            "overloaded",
+            "every webhook processing slot is taken; retry shortly",
+            1,
+        ));
+    }
     let t = Duration::from_secs(3);
     let timeout = |name: &str| format!("{name}: no answer within 3 s");
     let log = tokio::time::timeout(t, s.log.check()).await;

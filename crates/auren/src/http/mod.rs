@@ -1,7 +1,14 @@
-//! The HTTP API: vendor webhooks, health and readiness.
+//! The HTTP API: vendor webhooks, users' state, admin, health and readiness.
+//!
+//! Every answer carries the security headers below, and every error is
+//! `application/problem+json` ([`problem`]), including the ones axum itself would make (unknown
+//! path, wrong method, unreadable query or path): a last layer turns any other error body into a
+//! problem document.
 
+pub mod auth_limit;
 pub mod health;
 pub mod problem;
+pub mod server;
 pub mod users;
 pub mod webhooks;
 
@@ -9,14 +16,16 @@ use crate::cache::Dedup;
 use crate::log::EventLog;
 use crate::store::KeyStore;
 use auren_core::pseudonym::Pseudonymizer;
-use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderMap;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::routing::{get, post};
 use axum::Router;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
@@ -38,13 +47,25 @@ pub struct Inner {
     pub admission_wait: Duration,
     pub log_timeout: Duration,
     pub max_body_bytes: usize,
+    pub body_read_timeout: Duration,
+    pub ingest_limits: auren_core::ingest::IngestLimits,
+    pub auth: auth_limit::AuthLimiter,
     /// Positive key lookups, so a push does not cost a database round trip.
-    pub key_cache: RwLock<HashMap<String, (String, Instant)>>,
+    pub key_cache: moka::sync::Cache<String, String>,
 }
 
 /// How long a key lookup is trusted before the store is asked again.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
-const KEY_CACHE_MAX: usize = 100_000;
+const KEY_CACHE_MAX: u64 = 100_000;
+
+/// The key cache: bounded, least recently used keys leave first, entries expire after
+/// [`KEY_CACHE_TTL`].
+pub fn key_cache() -> moka::sync::Cache<String, String> {
+    moka::sync::Cache::builder()
+        .max_capacity(KEY_CACHE_MAX)
+        .time_to_live(KEY_CACHE_TTL)
+        .build()
+}
 
 impl Inner {
     pub async fn user_for_key(
@@ -52,23 +73,12 @@ impl Inner {
         key: &str,
     ) -> Result<Option<String>, crate::store::StoreError> {
         let hash = crate::store::key_hash(key);
-        if let Some((user, at)) = self
-            .key_cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&hash)
-        {
-            if at.elapsed() < KEY_CACHE_TTL {
-                return Ok(Some(user.clone()));
-            }
+        if let Some(user) = self.key_cache.get(&hash) {
+            return Ok(Some(user));
         }
         let user = self.keys.user_for(&hash).await?;
         if let Some(u) = &user {
-            let mut cache = self.key_cache.write().unwrap_or_else(|e| e.into_inner());
-            if cache.len() >= KEY_CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(hash, (u.clone(), Instant::now()));
+            self.key_cache.insert(hash, u.clone());
         }
         Ok(user)
     }
@@ -93,11 +103,50 @@ pub(crate) fn bearer_token(h: &axum::http::HeaderMap) -> Option<&str> {
         })
         .or_else(|| header("x-api-key"))
         .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The client's address (the TCP peer), when the request came over a connection.
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// Headers on every answer: user data is never cached by a proxy or browser, and no answer is
+/// sniffed into another content type, framed or given a referrer.
+fn security_headers(router: Router) -> Router {
+    let headers = [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ];
+    headers
+        .into_iter()
+        .fold(router, |r, (name, value): (HeaderName, _)| {
+            r.layer(SetResponseHeaderLayer::if_not_present(
+                name,
+                HeaderValue::from_static(value),
+            ))
+        })
 }
 
 pub fn router(state: AppState) -> Router {
     // Bodies are read with our own limit so that a 413 is a problem document, not plain text.
-    Router::new()
+    let api = Router::new()
         .route(
             "/webhooks/oura",
             get(webhooks::oura_handshake).post(webhooks::oura),
@@ -114,6 +163,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users/{user_id}/keys", post(users::issue_key))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .fallback(problem::not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .layer(axum::middleware::map_response(problem::ensure_problem))
+        .with_state(state);
+    security_headers(api)
 }

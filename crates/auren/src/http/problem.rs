@@ -80,3 +80,83 @@ impl From<crate::store::StoreError> for Problem {
         )
     }
 }
+
+/// No route has this path.
+pub async fn not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+/// The path exists, not with this method.
+pub async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take this method",
+    )
+}
+
+/// The longest detail taken over from an error body that was not ours.
+const FOREIGN_DETAIL_CHARS: usize = 200;
+
+/// The last layer: an error answer that is not yet a problem document (axum's own rejections of
+/// a query, a path or a body) becomes one, with a reason from its status and the first
+/// [`FOREIGN_DETAIL_CHARS`] characters of its text as the detail.
+pub async fn ensure_problem(resp: Response) -> Response {
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let detail: String = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_string(),
+        t => t.chars().take(FOREIGN_DETAIL_CHARS).collect(),
+    };
+    let reason = match status.as_u16() {
+        400 => "invalid_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "body_too_large",
+        415 => "unsupported_media_type",
+        422 => "invalid_request",
+        429 => "too_many_requests",
+        500..=599 => "internal_error",
+        _ => "client_error",
+    };
+    let mut out = Problem::new(status, reason, detail).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
+}
+
+/// `Query<T>` whose rejection is a problem document with reason `invalid_query`.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| {
+                let detail: String = e.body_text().chars().take(FOREIGN_DETAIL_CHARS).collect();
+                Problem::bad_request("invalid_query", detail)
+            })
+    }
+}

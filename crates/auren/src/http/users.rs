@@ -3,16 +3,17 @@
 //! A user's data is readable with the admin token or with that user's own API key. Paths carry
 //! the raw user id (the caller knows it); everything inside is looked up by its pseudonym.
 
-use super::problem::Problem;
-use super::{bearer_token, AppState};
+use super::problem::{ApiQuery, Problem};
+use super::{bearer_token, AppState, ClientAddr};
 use crate::messages::{SeriesPoint, StateView};
 use auren_core::signature::constant_time_eq;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::net::IpAddr;
 
 fn is_admin(state: &AppState, token: &str) -> bool {
     state
@@ -20,16 +21,27 @@ fn is_admin(state: &AppState, token: &str) -> bool {
         .secrets
         .admin_token
         .as_deref()
+        .filter(|t| !t.is_empty())
         .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
 }
 
-async fn require_admin(state: &AppState, h: &HeaderMap) -> Result<(), Problem> {
+/// A user id from a path, checked before anything is looked up.
+pub(crate) fn valid_user_id(id: &str) -> Result<(), Problem> {
+    auren_core::model::validate_user_id(id)
+        .map_err(|e| Problem::bad_request("invalid_user_id", e.to_string()))
+}
+
+async fn require_admin(state: &AppState, ip: Option<IpAddr>, h: &HeaderMap) -> Result<(), Problem> {
+    state.inner.auth.check(ip)?;
     match bearer_token(h) {
         Some(t) if is_admin(state, t) => Ok(()),
-        Some(_) => Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "not_admin",
-            "this endpoint needs the admin token",
+        Some(_) => Err(state.inner.auth.failed(
+            ip,
+            Problem::new(
+                StatusCode::FORBIDDEN,
+                "not_admin",
+                "this endpoint needs the admin token",
+            ),
         )),
         None => Err(Problem::unauthorized(
             "missing_token",
@@ -41,9 +53,12 @@ async fn require_admin(state: &AppState, h: &HeaderMap) -> Result<(), Problem> {
 /// The admin token, or the key of `user_id` itself.
 async fn require_user_or_admin(
     state: &AppState,
+    ip: Option<IpAddr>,
     h: &HeaderMap,
     user_id: &str,
 ) -> Result<(), Problem> {
+    valid_user_id(user_id)?;
+    state.inner.auth.check(ip)?;
     let token = bearer_token(h).ok_or_else(|| {
         Problem::unauthorized(
             "missing_token",
@@ -60,9 +75,12 @@ async fn require_user_or_admin(
             "user_mismatch",
             "this key may only read its own user's data",
         )),
-        Ok(None) => Err(Problem::unauthorized(
-            "invalid_api_key",
-            "the token is neither the admin token nor a known key",
+        Ok(None) => Err(state.inner.auth.failed(
+            ip,
+            Problem::unauthorized(
+                "invalid_api_key",
+                "the token is neither the admin token nor a known key",
+            ),
         )),
         Err(e) => Err(e.into()),
     }
@@ -70,10 +88,11 @@ async fn require_user_or_admin(
 
 pub async fn user_state(
     State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     Path(user_id): Path<String>,
 ) -> Result<Response, Problem> {
-    require_user_or_admin(&state, &headers, &user_id).await?;
+    require_user_or_admin(&state, ip, &headers, &user_id).await?;
     let pseudonym = state.inner.pseudonyms.pseudonym(&user_id);
     let cached = match state.inner.state_cache.state(&pseudonym).await {
         Ok(v) => v,
@@ -145,24 +164,35 @@ pub struct HistoryQuery {
     limit: Option<i64>,
 }
 
+/// Entries a history answer holds at most.
+const MAX_HISTORY: i64 = 1000;
+
 pub async fn user_modes(
     State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     Path(user_id): Path<String>,
-    Query(q): Query<HistoryQuery>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Response, Problem> {
-    require_user_or_admin(&state, &headers, &user_id).await?;
+    require_user_or_admin(&state, ip, &headers, &user_id).await?;
     let pseudonym = state.inner.pseudonyms.pseudonym(&user_id);
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_HISTORY).contains(&limit) {
+        return Err(Problem::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_HISTORY}"),
+        ));
+    }
     let modes = state.inner.state_store.history(&pseudonym, limit).await?;
     Ok(Json(json!({"user_id": user_id, "modes": modes})).into_response())
 }
 
 pub async fn reload(
     State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    require_admin(&state, &headers).await?;
+    require_admin(&state, ip, &headers).await?;
     match state.inner.config.reload("api") {
         Ok(cfg) => Ok(Json(json!({"status": "applied", "config": *cfg})).into_response()),
         Err(e) => Err(Problem::new(
@@ -175,16 +205,12 @@ pub async fn reload(
 
 pub async fn issue_key(
     State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     Path(user_id): Path<String>,
 ) -> Result<Response, Problem> {
-    require_admin(&state, &headers).await?;
-    if user_id.trim().is_empty() || user_id.len() > 256 {
-        return Err(Problem::bad_request(
-            "invalid_user_id",
-            "user id must be 1 to 256 characters",
-        ));
-    }
+    valid_user_id(&user_id)?;
+    require_admin(&state, ip, &headers).await?;
     let key = crate::store::issue_key(state.inner.keys.as_ref(), &user_id).await?;
     Ok((
         StatusCode::CREATED,

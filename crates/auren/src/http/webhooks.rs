@@ -1,21 +1,25 @@
 //! Webhook handlers. Each follows the same path:
-//! admission (bounded in-flight work) -> body within the size limit -> signature or key ->
+//! credentials present (signature headers, or a known key) -> body within the size limit and
+//! its deadline -> admission (a slot among `MAX_CONCURRENT_EVENTS`) -> signature ->
 //! parse and normalise (pure core) -> durable append -> 2xx. Any step can refuse with a problem
 //! document; nothing is written unless every earlier step passed, and the 2xx is sent only after
 //! the log confirmed the write.
+//!
+//! The slot is taken only once the body is in: a client that sends headers and then dribbles
+//! its body holds a connection (bounded by the body deadline and the connection cap), never a
+//! slot that a legitimate webhook needs.
 
-use super::problem::Problem;
-use super::{header, AppState};
+use super::problem::{ApiQuery, Problem};
+use super::{header, AppState, ClientAddr};
 use crate::log::{Appended, LogError, Record};
 use auren_core::ingest;
-use auren_core::ingest::IngestLimits;
 use auren_core::model::{BiometricEvent, Vendor};
 use auren_core::vendors::{
     self, health_auto_export, healthkit, oura, whoop, ParsedSamples, PushError, Rejections,
     Unsupported,
 };
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -62,15 +66,59 @@ async fn admit(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, Pro
     }
 }
 
-async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Problem> {
+/// The body, within the size limit and the body deadline. A declared `Content-Length` over the
+/// limit is refused before a byte of the body is read.
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, Problem> {
     let limit = state.inner.max_body_bytes;
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+    let too_large = || {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("request body is larger than the {limit} bytes accepted"),
         )
-    })
+    };
+    let declared = header(headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let deadline = state.inner.body_read_timeout;
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
+        Ok(Err(_)) => Err(Problem::bad_request(
+            "body_incomplete",
+            "the request body ended or broke off before it was complete",
+        )),
+        Err(_) => Err(Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} ms",
+                deadline.as_millis()
+            ),
+        )),
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Refuses a vendor delivery without its signature headers before its body is read.
+fn require_headers(headers: &HeaderMap, names: [&'static str; 2]) -> Result<(), Problem> {
+    match names.into_iter().find(|n| header(headers, n).is_none()) {
+        Some(missing) => Err(signature_problem(
+            auren_core::signature::SignatureError::MissingHeader(missing),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn signature_problem(e: auren_core::signature::SignatureError) -> Problem {
@@ -159,8 +207,12 @@ pub struct HandshakeQuery {
 
 pub async fn oura_handshake(
     State(state): State<AppState>,
-    Query(q): Query<HandshakeQuery>,
+    ClientAddr(ip): ClientAddr,
+    ApiQuery(q): ApiQuery<HandshakeQuery>,
 ) -> Response {
+    if let Err(p) = state.inner.auth.check(ip) {
+        return p.into_response();
+    }
     let expected = &state.inner.secrets.oura_verification_token;
     match oura::handshake(
         expected,
@@ -168,11 +220,17 @@ pub async fn oura_handshake(
         q.challenge.as_deref(),
     ) {
         oura::Handshake::Echo(c) => Json(json!({"challenge": c})).into_response(),
-        oura::Handshake::WrongToken => Problem::unauthorized(
-            "verification_token_mismatch",
-            "verification_token does not match",
-        )
-        .into_response(),
+        oura::Handshake::WrongToken => state
+            .inner
+            .auth
+            .failed(
+                ip,
+                Problem::unauthorized(
+                    "verification_token_mismatch",
+                    "verification_token does not match",
+                ),
+            )
+            .into_response(),
         oura::Handshake::MissingChallenge => {
             Problem::bad_request("missing_challenge", "query parameter challenge is required")
                 .into_response()
@@ -182,8 +240,9 @@ pub async fn oura_handshake(
 
 pub async fn oura(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     instrumented(Vendor::Oura, async {
+        require_headers(&headers, [oura::SIGNATURE_HEADER, oura::TIMESTAMP_HEADER])?;
+        let body = read_body(&state, &headers, body).await?;
         let _permit = admit(&state).await?;
-        let body = read_body(&state, body).await?;
         let now = Utc::now();
         let verified = oura::verify(
             state.inner.secrets.oura_client_secret.as_bytes(),
@@ -207,8 +266,9 @@ pub async fn oura(State(state): State<AppState>, headers: HeaderMap, body: Body)
 
 pub async fn whoop(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     instrumented(Vendor::Whoop, async {
+        require_headers(&headers, [whoop::SIGNATURE_HEADER, whoop::TIMESTAMP_HEADER])?;
+        let body = read_body(&state, &headers, body).await?;
         let _permit = admit(&state).await?;
-        let body = read_body(&state, body).await?;
         let now = Utc::now();
         let ts = header(&headers, whoop::TIMESTAMP_HEADER);
         whoop::verify(
@@ -231,8 +291,14 @@ pub async fn whoop(State(state): State<AppState>, headers: HeaderMap, body: Body
     .await
 }
 
-/// The user bound to the request's key: `Authorization: Bearer <key>` or `X-API-Key`.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, Problem> {
+/// The user bound to the request's key: `Authorization: Bearer <key>` or `X-API-Key`. Unknown
+/// keys count against the client's address ([`super::auth_limit`]).
+async fn authenticate(
+    state: &AppState,
+    ip: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+) -> Result<String, Problem> {
+    state.inner.auth.check(ip)?;
     let key = super::bearer_token(headers)
         .filter(|k| !k.is_empty())
         .ok_or_else(|| {
@@ -243,9 +309,9 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, P
         })?;
     match state.inner.user_for_key(key).await {
         Ok(Some(user)) => Ok(user),
-        Ok(None) => Err(Problem::unauthorized(
-            "invalid_api_key",
-            "the API key is not known or was revoked",
+        Ok(None) => Err(state.inner.auth.failed(
+            ip,
+            Problem::unauthorized("invalid_api_key", "the API key is not known or was revoked"),
         )),
         Err(e) => Err(e.into()),
     }
@@ -330,13 +396,18 @@ async fn log_samples(
     ))
 }
 
-pub async fn healthkit(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn healthkit(
+    State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     instrumented(Vendor::Healthkit, async {
+        let user = authenticate(&state, ip, &headers).await?;
+        let body = read_body(&state, &headers, body).await?;
         let _permit = admit(&state).await?;
-        let user = authenticate(&state, &headers).await?;
-        let body = read_body(&state, body).await?;
-        let pushes =
-            healthkit::parse(&body, &IngestLimits::default(), Utc::now()).map_err(push_problem)?;
+        let pushes = healthkit::parse(&body, &state.inner.ingest_limits, Utc::now())
+            .map_err(push_problem)?;
         if pushes.iter().any(|p| p.user_id != user) {
             return Err(Problem::new(
                 StatusCode::FORBIDDEN,
@@ -356,14 +427,15 @@ pub async fn healthkit(State(state): State<AppState>, headers: HeaderMap, body: 
 
 pub async fn health_auto_export(
     State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     instrumented(Vendor::HealthAutoExport, async {
+        let user = authenticate(&state, ip, &headers).await?;
+        let body = read_body(&state, &headers, body).await?;
         let _permit = admit(&state).await?;
-        let user = authenticate(&state, &headers).await?;
-        let body = read_body(&state, body).await?;
-        let parsed = health_auto_export::parse(&body, &IngestLimits::default(), Utc::now())
+        let parsed = health_auto_export::parse(&body, &state.inner.ingest_limits, Utc::now())
             .map_err(push_problem)?;
         log_samples(&state, Vendor::HealthAutoExport, vec![(user, parsed)]).await
     })

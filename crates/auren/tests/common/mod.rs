@@ -52,6 +52,8 @@ pub struct Options {
     pub biometric_config: Option<PathBuf>,
     /// Leave the switches topic uncreated (Kafka), so publishing fails until a test creates it.
     pub no_switches_topic: bool,
+    /// Any other setting, changed last.
+    pub settings: Option<fn(&mut Settings)>,
 }
 
 /// Creates a fresh database and returns its URL.
@@ -134,6 +136,9 @@ pub async fn service_args(o: &Options, data_dir: &Path) -> Settings {
     s.secrets.pseudonym_key = Some(PSEUDONYM_KEY.into());
     s.secrets.admin_token = Some(ADMIN.into());
     s.telemetry.rust_log = std::env::var("AUREN_TEST_CHILD_LOG").unwrap_or_else(|_| "warn".into());
+    if let Some(f) = o.settings {
+        f(&mut s);
+    }
     s
 }
 

@@ -126,6 +126,8 @@ fn parse_push(
         .and_then(Value::as_str)
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| MalformedBody(format!("{prefix}user_id is missing or not a string")))?;
+    crate::model::validate_user_id(user_id)
+        .map_err(|e| MalformedBody(format!("{prefix}user_id: {e}")))?;
     let samples = p
         .get("samples")
         .and_then(Value::as_array)
