@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
+source scripts/pyenv.sh
 ensure_postgres
 ensure_redis
 # A fresh broker for every run, on its own port: results never depend on a broker's history.
@@ -17,4 +18,7 @@ TANSU_BIN=$(ensure_tansu_built debug)
 export AUREN_TEST_KAFKA=127.0.0.1:$AUREN_TEST_KAFKA_PORT
 export AUREN_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/postgres
 export AUREN_TEST_REDIS=redis://127.0.0.1:6379/0
+# schemathesis and standardwebhooks: independent checks of our OpenAPI contract and signatures.
+AUREN_TEST_CONTRACT_VENV=$(ensure_venv contract)
+export AUREN_TEST_CONTRACT_VENV
 cargo test --workspace --all-targets "$@"

@@ -27,13 +27,20 @@ pub struct Service {
     http: crate::settings::HttpSettings,
 }
 
-/// The bridge over the root's backends.
+/// The bridge over the root's backends, once its stored offsets are known to belong to the log.
 async fn bridge(
     backends: &Backends,
     settings: &BridgeSettings,
     topics: &LogSettings,
     config: Arc<ConfigHandle>,
 ) -> anyhow::Result<Bridge> {
+    crate::bridge::check_log_position(
+        backends.state_store().await?.as_ref(),
+        backends.log().await?.as_ref(),
+        &settings.group,
+        &topics.events_topic,
+    )
+    .await?;
     Ok(Bridge::new(
         settings.clone(),
         topics.clone(),

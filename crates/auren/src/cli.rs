@@ -165,6 +165,22 @@ struct KeysCreateArgs {
 enum LogCommand {
     /// Print logged records as JSON lines: {topic, partition, offset, key, timestamp_ms, event}.
     Read(LogReadArgs),
+    /// Accept the event log in use as the state store's log after the old one was lost or
+    /// replaced: forgets every stored offset in the events topic (users' states stay) and
+    /// records the log's identity, so the bridge starts again from the log's beginning.
+    Adopt(LogAdoptArgs),
+}
+
+#[derive(clap::Args, Serialize, Deserialize)]
+struct LogAdoptArgs {
+    #[command(flatten)]
+    data: DataSettings,
+    #[command(flatten)]
+    log: LogSettings,
+    #[command(flatten)]
+    store: StoreSettings,
+    #[command(flatten)]
+    telemetry: TelemetrySettings,
 }
 
 #[derive(clap::Args, Serialize, Deserialize)]
@@ -267,7 +283,7 @@ fn run_cli() -> anyhow::Result<()> {
         Command::Keys { .. } => {
             let a: KeysCreateArgs = settings::resolve(m, file)?;
             crate::telemetry::init_tracing(&a.telemetry);
-            anyhow::ensure!(!a.user.trim().is_empty(), "--user must not be empty");
+            auren_core::model::validate_user_id(&a.user).context("--user")?;
             let backends = backends_of(a.data, None, Some(a.store));
             rt.block_on(async {
                 let store = backends.keys().await?;
@@ -278,7 +294,28 @@ fn run_cli() -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        Command::Log { .. } => {
+        Command::Log {
+            command: LogCommand::Adopt(_),
+        } => {
+            let a: LogAdoptArgs = settings::resolve(m, file)?;
+            crate::telemetry::init_tracing(&a.telemetry);
+            let topic = a.log.events_topic.clone();
+            let backends = backends_of(a.data, Some(a.log), Some(a.store));
+            rt.block_on(async {
+                let identity = backends.log().await?.identity().await?;
+                backends
+                    .state_store()
+                    .await?
+                    .adopt_log(&topic, &identity, true)
+                    .await?;
+                backends.close().await;
+                println!("adopted {identity} for {topic}; stored offsets forgotten");
+                Ok(())
+            })
+        }
+        Command::Log {
+            command: LogCommand::Read(_),
+        } => {
             let a: LogReadArgs = settings::resolve(m, file)?;
             crate::telemetry::init_tracing(&a.telemetry);
             let topic = a

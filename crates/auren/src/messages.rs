@@ -19,20 +19,25 @@ use serde::{Deserialize, Serialize};
 pub const MESSAGE_SCHEMA: u32 = 1;
 
 /// A mode switch, as published for the agent (key: the user's pseudonym).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SwitchMessage {
     pub schema: u32,
     pub switch_id: String,
     pub thread_id: String,
     pub user_id: String,
     pub user_pseudonym: String,
+    #[schema(value_type = crate::http::openapi::ModeDoc)]
     pub from_mode: Mode,
+    #[schema(value_type = crate::http::openapi::ModeDoc)]
     pub to_mode: Mode,
     pub at: DateTime<Utc>,
     pub confidence: f64,
+    #[schema(value_type = Vec<crate::http::openapi::ReasonDoc>)]
     pub reasons: Vec<Reason>,
+    #[schema(value_type = crate::http::openapi::SnapshotDoc)]
     pub snapshot: Snapshot,
     pub calibrating: bool,
+    #[schema(value_type = String)]
     pub event_id: EventId,
 }
 
@@ -108,8 +113,9 @@ impl Original {
 }
 
 /// One reading in a user's cached time series.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SeriesPoint {
+    #[schema(value_type = String)]
     pub metric: Metric,
     pub value: f64,
     pub at: DateTime<Utc>,
@@ -117,22 +123,24 @@ pub struct SeriesPoint {
 }
 
 /// A user's state as the cache holds it and the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StateView {
     pub user_pseudonym: String,
     pub thread_id: String,
+    #[schema(value_type = crate::http::openapi::ModeDoc)]
     pub mode: Mode,
     pub confidence: f64,
     pub mode_since: Option<DateTime<Utc>>,
     pub calibrating: bool,
     pub baselines: Baselines,
+    #[schema(value_type = crate::http::openapi::SnapshotDoc)]
     pub latest: Snapshot,
     pub events: u64,
     pub anomalies: u32,
     pub as_of: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Baselines {
     pub hrv_rmssd: HrvBaseline,
     pub hrv_sdnn: HrvBaseline,
@@ -140,7 +148,7 @@ pub struct Baselines {
     pub heart_rate: HeartRateBaseline,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HrvBaseline {
     pub baseline_ms: f64,
     /// False while the seed's default stands in for the user's own baseline.
@@ -151,13 +159,13 @@ pub struct HrvBaseline {
     pub normal_band_ms: Option<[f64; 2]>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestingHeartRateBaseline {
     pub baseline_bpm: f64,
     pub days: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartRateBaseline {
     pub baseline_bpm: f64,
     pub personal: bool,

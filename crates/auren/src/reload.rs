@@ -85,8 +85,15 @@ impl ConfigHandle {
         }
     }
 
-    /// Reloads on file change and on SIGHUP until shutdown.
+    /// Whether there is a file to reload from.
+    pub fn has_file(&self) -> bool {
+        self.path.is_some()
+    }
+
+    /// Reloads on file change and on SIGHUP until shutdown. The SIGHUP handler is installed
+    /// even without a file: the signal's default action would end the process.
     pub fn watch(self: &Arc<Self>, shutdown: &Shutdown) {
+        self.watch_sighup(shutdown);
         let Some(path) = self.path.clone() else {
             return;
         };
@@ -106,6 +113,9 @@ impl ConfigHandle {
                 }
             }
         });
+    }
+
+    fn watch_sighup(self: &Arc<Self>, shutdown: &Shutdown) {
         #[cfg(unix)]
         {
             let me = self.clone();
@@ -119,7 +129,11 @@ impl ConfigHandle {
                             if got.is_none() {
                                 return Ok(());
                             }
-                            let _ = me.reload("sighup");
+                            if me.has_file() {
+                                let _ = me.reload("sighup");
+                            } else {
+                                tracing::info!("SIGHUP: no BIOMETRIC_CONFIG file is configured; nothing to reload");
+                            }
                         }
                         _ = stop.wait() => return Ok(()),
                     }

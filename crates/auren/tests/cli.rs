@@ -87,11 +87,18 @@ async fn keys_topics_and_log_read_on_the_embedded_log() {
     let (_, again, _) = auren(&["topics", "create"], &env);
     assert!(again.contains("cognitive-mode-switches\texists"), "{again}");
 
-    let (ok, _, stderr) = auren(&["keys", "create", "--user", " "], &env);
-    assert!(
-        !ok && stderr.contains("--user must not be empty"),
-        "{stderr}"
-    );
+    for (user, why) in [
+        (" ", "white space"),
+        ("", "empty"),
+        ("a/b", "path separator"),
+        ("..", "dot segment"),
+    ] {
+        let (ok, _, stderr) = auren(&["keys", "create", "--user", user], &env);
+        assert!(
+            !ok && stderr.contains("--user") && stderr.contains(why),
+            "{stderr}"
+        );
+    }
     app.stop().await;
 }
 

@@ -570,6 +570,55 @@ impl Bridge {
     }
 }
 
+/// Refuses to resume from offsets that do not belong to the log in use. Offsets taken from
+/// another log (one deleted and made anew, a restored file, another cluster) or beyond the
+/// log's end would skip new events as if they were processed, or resume in the middle of
+/// different ones. The state store keeps the identity of the log its offsets belong to; a store
+/// without one (first start, or one made before identities were kept) adopts the log in use.
+pub async fn check_log_position(
+    store: &dyn StateStore,
+    log: &dyn EventLog,
+    group: &str,
+    topic: &str,
+) -> anyhow::Result<()> {
+    use anyhow::{bail, Context};
+    let identity = log
+        .identity()
+        .await
+        .context("asking the event log for its identity")?;
+    let offsets = store.load_offsets(group, topic).await?;
+    let fix = "Restore the original log, or accept that its events are gone with \
+               `auren log adopt` (it forgets the stored offsets; users' states stay)";
+    match store.log_identity(topic).await? {
+        Some(known) if known == identity => {}
+        Some(known) if offsets.iter().any(|(_, o)| *o > 0) => bail!(
+            "the state store's offsets for {topic} belong to event log {known}, but the log in \
+             use is {identity}: it was deleted, replaced or is another cluster. {fix}"
+        ),
+        _ => store.adopt_log(topic, &identity, false).await?,
+    }
+    let ends: HashMap<i32, i64> = match log.end_offsets(topic).await {
+        Ok(e) => e.into_iter().collect(),
+        Err(crate::log::LogError::UnknownTopic(_)) => HashMap::new(),
+        Err(e) => return Err(e).context("reading the event log's end"),
+    };
+    let ahead: Vec<String> = offsets
+        .iter()
+        .filter_map(|(p, o)| {
+            let end = ends.get(p).copied().unwrap_or(0);
+            (*o > end).then(|| format!("partition {p}: stored {o}, log end {end}"))
+        })
+        .collect();
+    if !ahead.is_empty() {
+        bail!(
+            "the state store's offsets are beyond the end of {topic} ({}): the log lost events \
+             it had acknowledged, or was replaced. {fix}",
+            ahead.join("; ")
+        );
+    }
+    Ok(())
+}
+
 /// Waits `d`, or less when shutdown fires; true when it did.
 async fn wait_or_stop(shutdown: &Shutdown, d: Duration) -> bool {
     tokio::select! {

@@ -9,10 +9,17 @@ use axum::Json;
 use serde_json::{json, Value};
 use std::time::Duration;
 
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "The process is up", body = crate::http::openapi::StatusAnswer)))]
 pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/ready", tag = "health",
+    responses(
+        (status = 200, description = "Every dependency answers and slots are free", body = crate::http::openapi::ReadyAnswer),
+        (status = 503, description = "A dependency does not answer, the log cannot append, or every slot is taken", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
     let s = &state.inner;
     // Every processing slot taken for as long as a webhook would wait for one: webhooks sent

@@ -7,6 +7,7 @@
 
 pub mod auth_limit;
 pub mod health;
+pub mod openapi;
 pub mod problem;
 pub mod server;
 pub mod users;
@@ -163,6 +164,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users/{user_id}/keys", post(users::issue_key))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::disable())

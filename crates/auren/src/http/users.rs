@@ -86,6 +86,18 @@ async fn require_user_or_admin(
     }
 }
 
+#[utoipa::path(get, path = "/users/{user_id}/state", tag = "users",
+    params(("user_id" = String, Path, description = "The user's own id (1-256 printable characters, no / or \\, not . or ..)")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The user's state", body = StateResponse),
+        (status = 400, description = "Invalid user id or query", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Token missing or unknown", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A key of another user", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No state for this user yet", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable; retry", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
 pub async fn user_state(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,
@@ -149,8 +161,8 @@ pub async fn user_state(
 
 /// `GET /users/{id}/state`: the state view, whose it is, where it was read from, and the
 /// newest cached readings.
-#[derive(Serialize)]
-struct StateResponse {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct StateResponse {
     #[serde(flatten)]
     view: StateView,
     user_id: String,
@@ -167,6 +179,20 @@ pub struct HistoryQuery {
 /// Entries a history answer holds at most.
 const MAX_HISTORY: i64 = 1000;
 
+#[utoipa::path(get, path = "/users/{user_id}/modes", tag = "users",
+    params(
+        ("user_id" = String, Path, description = "The user's own id (1-256 printable characters, no / or \\, not . or ..)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Entries at most (default 100)"),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The newest switches first", body = crate::http::openapi::HistoryAnswer),
+        (status = 400, description = "Invalid user id or query", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Token missing or unknown", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A key of another user", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable; retry", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
 pub async fn user_modes(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,
@@ -187,12 +213,29 @@ pub async fn user_modes(
     Ok(Json(json!({"user_id": user_id, "modes": modes})).into_response())
 }
 
+#[utoipa::path(post, path = "/admin/reload", tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The thresholds file re-read and applied", body = crate::http::openapi::ReloadAnswer),
+        (status = 401, description = "Token missing or unknown", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not the admin token", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "No thresholds file is configured: nothing to reload", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "The file is invalid; the config in force stays", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
 pub async fn reload(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     require_admin(&state, ip, &headers).await?;
+    if !state.inner.config.has_file() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "no_config_file",
+            "no BIOMETRIC_CONFIG file is configured: the built-in thresholds are in force and there is nothing to reload",
+        ));
+    }
     match state.inner.config.reload("api") {
         Ok(cfg) => Ok(Json(json!({"status": "applied", "config": *cfg})).into_response()),
         Err(e) => Err(Problem::new(
@@ -203,6 +246,17 @@ pub async fn reload(
     }
 }
 
+#[utoipa::path(post, path = "/admin/users/{user_id}/keys", tag = "admin",
+    params(("user_id" = String, Path, description = "The user's own id (1-256 printable characters, no / or \\, not . or ..)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "A new key for the user, shown once", body = crate::http::openapi::KeyAnswer),
+        (status = 400, description = "Invalid user id", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Token missing or unknown", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not the admin token", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable; retry", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
 pub async fn issue_key(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,

@@ -205,6 +205,14 @@ pub struct HandshakeQuery {
     challenge: Option<String>,
 }
 
+#[utoipa::path(get, path = "/webhooks/oura", tag = "webhooks",
+    params(("verification_token" = Option<String>, Query), ("challenge" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "The challenge echoed", body = crate::http::openapi::ChallengeAnswer),
+        (status = 400, description = "challenge missing", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "verification_token does not match", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed attempts from this address", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
 pub async fn oura_handshake(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,
@@ -238,6 +246,16 @@ pub async fn oura_handshake(
     }
 }
 
+#[utoipa::path(post, path = "/webhooks/oura", tag = "webhooks",
+    request_body(content = Object, content_type = "application/json", description = "The vendor's delivery, signed"),
+    responses(
+        (status = 200, description = "Logged durably (or a duplicate)", body = crate::http::openapi::NotificationAnswer),
+        (status = 400, description = "Malformed body, or a body that broke off", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Signature missing, wrong or outside the replay window", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the body deadline", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than the limit", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded, or the log could not make the event durable; retry", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
 pub async fn oura(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     instrumented(Vendor::Oura, async {
         require_headers(&headers, [oura::SIGNATURE_HEADER, oura::TIMESTAMP_HEADER])?;
@@ -264,6 +282,16 @@ pub async fn oura(State(state): State<AppState>, headers: HeaderMap, body: Body)
     .await
 }
 
+#[utoipa::path(post, path = "/webhooks/whoop", tag = "webhooks",
+    request_body(content = Object, content_type = "application/json", description = "The vendor's delivery, signed"),
+    responses(
+        (status = 200, description = "Logged durably (or a duplicate)", body = crate::http::openapi::NotificationAnswer),
+        (status = 400, description = "Malformed body, or a body that broke off", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Signature missing, wrong or outside the replay window", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the body deadline", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than the limit", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded, or the log could not make the event durable; retry", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
 pub async fn whoop(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     instrumented(Vendor::Whoop, async {
         require_headers(&headers, [whoop::SIGNATURE_HEADER, whoop::TIMESTAMP_HEADER])?;
@@ -396,6 +424,20 @@ async fn log_samples(
     ))
 }
 
+#[utoipa::path(post, path = "/webhooks/healthkit", tag = "webhooks",
+    request_body(content = crate::http::openapi::HealthKitPushDoc, content_type = "application/json"),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Valid samples logged durably; the others listed", body = crate::http::openapi::PushAnswer),
+        (status = 400, description = "Malformed body, or a body that broke off", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Key missing or unknown", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "The key belongs to another user", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the body deadline", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body, samples or points over their limits", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "No sample is valid", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded, store or log unavailable; retry", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
 pub async fn healthkit(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,
@@ -425,6 +467,20 @@ pub async fn healthkit(
     .await
 }
 
+#[utoipa::path(post, path = "/webhooks/health-auto-export", tag = "webhooks",
+    request_body(content = Object, content_type = "application/json", description = "A Health Auto Export REST automation body"),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Valid samples logged durably; the others listed", body = crate::http::openapi::PushAnswer),
+        (status = 400, description = "Malformed body, or a body that broke off", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Key missing or unknown", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "The key belongs to another user", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the body deadline", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body, samples or points over their limits", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "No sample is valid", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded, store or log unavailable; retry", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
 pub async fn health_auto_export(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,

@@ -63,6 +63,10 @@ pub enum LogError {
     InFlight,
     #[error("topic {0} does not exist")]
     UnknownTopic(String),
+    /// The log's file was deleted or replaced under the running process: nothing written from
+    /// now on would be where readers look, so every append is refused until a restart.
+    #[error("the event log was {0} while running; restart the service (it will refuse to start until the log is restored or adopted)")]
+    Replaced(&'static str),
 }
 
 impl From<rusqlite::Error> for LogError {
@@ -136,6 +140,11 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Answers whether the log can take writes now (for /ready and at start).
     async fn check(&self) -> Result<(), LogError>;
+
+    /// Which log this is: stable for its life, different for a log deleted and made anew, or
+    /// another cluster. The state store keeps it beside its offsets, so offsets are never
+    /// applied to a log they do not belong to.
+    async fn identity(&self) -> Result<String, LogError>;
 
     /// Makes everything appended so far durable and stops writing; appends after it fail.
     async fn close(&self);

@@ -122,6 +122,16 @@ pub struct CommitBatch {
 #[async_trait]
 pub trait StateStore: Send + Sync + 'static {
     async fn load_offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>, StoreError>;
+    /// The identity of the event log whose offsets this store keeps for `topic`.
+    async fn log_identity(&self, topic: &str) -> Result<Option<String>, StoreError>;
+    /// Records `identity` as the log of `topic`, first forgetting every group's offsets in it
+    /// when `forget_offsets` (they belonged to another log). One transaction.
+    async fn adopt_log(
+        &self,
+        topic: &str,
+        identity: &str,
+        forget_offsets: bool,
+    ) -> Result<(), StoreError>;
     async fn load_user(&self, pseudonym: &str) -> Result<Option<StoredUser>, StoreError>;
     /// Writes checkpoints, switches (once each, by switch id) and offsets atomically.
     async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError>;

@@ -69,6 +69,35 @@ impl StateStore for PgStore {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    async fn log_identity(&self, topic: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(sql::LOAD_LOG_IDENTITY)
+            .bind(topic)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn adopt_log(
+        &self,
+        topic: &str,
+        identity: &str,
+        forget_offsets: bool,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if forget_offsets {
+            sqlx::query(sql::FORGET_OFFSETS)
+                .bind(topic)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(sql::SET_LOG_IDENTITY)
+            .bind(topic)
+            .bind(identity)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn load_user(&self, pseudonym: &str) -> Result<Option<StoredUser>, StoreError> {
         let row = sqlx::query(sql::LOAD_USER)
             .bind(pseudonym)

@@ -11,6 +11,14 @@ pub const USER_FOR_KEY: &str =
 pub const LOAD_OFFSETS: &str = "SELECT partition, next_offset FROM consumer_offsets
      WHERE consumer_group = $1 AND topic = $2 ORDER BY partition";
 
+pub const LOAD_LOG_IDENTITY: &str = "SELECT identity FROM log_identity WHERE topic = $1";
+
+pub const SET_LOG_IDENTITY: &str = "INSERT INTO log_identity (topic, identity) VALUES ($1, $2)
+     ON CONFLICT (topic) DO UPDATE SET identity = excluded.identity, recorded_at = now()";
+
+/// Every group's offsets in topic `$1`: they belonged to a log that is gone.
+pub const FORGET_OFFSETS: &str = "DELETE FROM consumer_offsets WHERE topic = $1";
+
 pub const LOAD_USER: &str = "SELECT t.thread_id, t.user_id, c.checkpoint_id, c.version, c.state,
             c.last_partition, c.last_offset
      FROM threads t JOIN checkpoints c ON c.checkpoint_id = t.latest_checkpoint_id

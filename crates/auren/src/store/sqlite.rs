@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex};
 pub const FILE_NAME: &str = "state.db";
 
 /// The migrations, in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../../migrations/sqlite/20261126000001_api_keys.sql"),
     include_str!("../../migrations/sqlite/20261126000002_bridge_state.sql"),
+    include_str!("../../migrations/sqlite/20261202000001_log_identity.sql"),
 ];
 
 pub struct SqliteStore {
@@ -146,6 +147,34 @@ impl StateStore for SqliteStore {
             let mut st = c.prepare_cached(sql::LOAD_OFFSETS)?;
             let rows = st.query_map(params![g, t], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn log_identity(&self, topic: &str) -> Result<Option<String>, StoreError> {
+        let t = topic.to_string();
+        self.with(move |c| {
+            Ok(c.query_row(sql::LOAD_LOG_IDENTITY, [t], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn adopt_log(
+        &self,
+        topic: &str,
+        identity: &str,
+        forget_offsets: bool,
+    ) -> Result<(), StoreError> {
+        let (t, i) = (topic.to_string(), identity.to_string());
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            if forget_offsets {
+                tx.execute(sql::FORGET_OFFSETS, [&t])?;
+            }
+            tx.execute(sql::SET_LOG_IDENTITY, params![t, i])?;
+            tx.commit()?;
+            Ok(())
         })
         .await
     }

@@ -8,6 +8,13 @@
 //! a lock file, so one process writes the file; readers ([`reader`]) and the bridge's
 //! subscription ([`subscription`]) open their own read-only connections, which WAL lets read while
 //! the writer writes: `auren log read` works beside a running `auren serve`.
+//!
+//! **Identity.** The file holds a random log id, made with it. The writer also remembers which
+//! file (device and inode) it opened, and after every commit checks that the path still names
+//! that file: a log deleted or replaced under a running process would otherwise take writes
+//! into a file no reader will ever open, and acknowledge them. Once that is seen, every append
+//! and readiness check fails until a restart, and the restart refuses to use a log whose id is
+//! not the one the state store's offsets belong to.
 
 mod reader;
 mod subscription;
@@ -36,6 +43,7 @@ enum Command {
         reply: Reply,
     },
     Ping(oneshot::Sender<Result<(), LogError>>),
+    Identity(oneshot::Sender<Result<String, LogError>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -72,9 +80,20 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
             value BLOB NOT NULL,
             PRIMARY KEY (topic, partition, offset)
         ) WITHOUT ROWID;
-        CREATE UNIQUE INDEX IF NOT EXISTS log_event_id ON log (topic, event_id);",
+        CREATE UNIQUE INDEX IF NOT EXISTS log_event_id ON log (topic, event_id);
+        CREATE TABLE IF NOT EXISTS meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );",
     )?;
     Ok(conn)
+}
+
+/// The device and inode a path names now.
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
 }
 
 /// Partition of a key: stable for the life of the topic, spread evenly because keys are HMACs.
@@ -86,6 +105,10 @@ pub fn partition_for(key: &str, partitions: u32) -> i32 {
 
 struct Writer {
     conn: Connection,
+    path: PathBuf,
+    /// The file the connection opened, and whether the path was since seen to name another.
+    file: (u64, u64),
+    replaced: Option<&'static str>,
     notify: Arc<Notify>,
     default_partitions: u32,
     /// (topic) -> partition count, and (topic, partition) -> next offset.
@@ -94,6 +117,42 @@ struct Writer {
 }
 
 impl Writer {
+    /// Whether the path still names the file this writer writes; remembered once it does not.
+    fn still_ours(&mut self) -> Result<(), LogError> {
+        if self.replaced.is_none() {
+            self.replaced = match file_id(&self.path) {
+                Ok(id) if id == self.file => None,
+                Ok(_) => Some("replaced"),
+                Err(_) => Some("deleted"),
+            };
+            if let Some(what) = self.replaced {
+                metrics::counter!("auren_log_replaced_total").increment(1);
+                tracing::error!(
+                    file = %self.path.display(),
+                    "the embedded log file was {what} while running; refusing every append until a restart"
+                );
+            }
+        }
+        match self.replaced {
+            Some(what) => Err(LogError::Replaced(what)),
+            None => Ok(()),
+        }
+    }
+
+    /// The log's id, made with the file.
+    fn identity(&self) -> rusqlite::Result<String> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('log_id', ?1)",
+            [uuid::Uuid::now_v7().to_string()],
+        )?;
+        let id: String =
+            self.conn
+                .query_row("SELECT value FROM meta WHERE key = 'log_id'", [], |r| {
+                    r.get(0)
+                })?;
+        Ok(format!("embedded:{id}"))
+    }
+
     fn load(&mut self) -> rusqlite::Result<()> {
         self.partitions.clear();
         self.next.clear();
@@ -177,7 +236,21 @@ impl Writer {
         if appends.is_empty() {
             return;
         }
-        match self.write_group(appends) {
+        if let Err(e) = self.still_ours() {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+            return;
+        }
+        // Checked again after the commit: a file deleted between the check and the commit
+        // took this group into a file nobody reads, so none of it is acknowledged.
+        match self
+            .write_group(appends)
+            .map_err(LogError::from)
+            .and_then(|o| {
+                self.still_ours()?;
+                Ok(o)
+            }) {
             Ok(outcomes) => {
                 for (reply, o) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(o));
@@ -185,9 +258,8 @@ impl Writer {
                 self.notify.notify_waiters();
             }
             Err(e) => {
-                tracing::error!(error = %e, "embedded log commit failed");
+                tracing::error!(error = %crate::telemetry::chain(&e), "embedded log commit failed");
                 let _ = self.load();
-                let e = LogError::from(e);
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
@@ -225,11 +297,18 @@ impl Writer {
             match pending.take() {
                 None | Some(Command::Append { .. }) => {}
                 Some(Command::Ping(p)) => {
-                    let ok = self
-                        .conn
-                        .query_row("SELECT 1", [], |_| Ok(()))
-                        .map_err(LogError::from);
+                    let ok = self.still_ours().and_then(|()| {
+                        self.conn
+                            .query_row("SELECT 1", [], |_| Ok(()))
+                            .map_err(LogError::from)
+                    });
                     let _ = p.send(ok);
+                }
+                Some(Command::Identity(p)) => {
+                    let id = self
+                        .still_ours()
+                        .and_then(|()| self.identity().map_err(LogError::from));
+                    let _ = p.send(id);
                 }
                 Some(Command::Close(done)) => {
                     let _ = done.send(());
@@ -282,8 +361,12 @@ impl EmbeddedLog {
             )));
         }
         let conn = open(&self.path())?;
+        let file = file_id(&self.path()).map_err(|e| unavailable("opening", e))?;
         let mut writer = Writer {
             conn,
+            path: self.path(),
+            file,
+            replaced: None,
             notify: self.notify.clone(),
             default_partitions: self.default_partitions,
             partitions: HashMap::new(),
@@ -391,6 +474,10 @@ impl EventLog for EmbeddedLog {
 
     async fn check(&self) -> Result<(), LogError> {
         self.ask(Command::Ping).await
+    }
+
+    async fn identity(&self) -> Result<String, LogError> {
+        self.ask(Command::Identity).await
     }
 
     async fn close(&self) {

@@ -256,6 +256,23 @@ impl EventLog for KafkaLog {
         .map_err(|e| LogError::Unavailable(e.to_string()))?
     }
 
+    /// The cluster id. A topic deleted and made again in the same cluster is caught by the
+    /// other start-up check: stored offsets beyond the topic's end.
+    async fn identity(&self) -> Result<String, LogError> {
+        let producer = self.producer()?;
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_cluster_id(Timeout::After(Duration::from_secs(5)))
+                .map(|id| format!("kafka:{id}"))
+                .ok_or_else(|| {
+                    LogError::Unavailable("the Kafka cluster did not give its id".into())
+                })
+        })
+        .await
+        .map_err(|e| LogError::Unavailable(e.to_string()))?
+    }
+
     async fn close(&self) {
         let Some(producer) = self.current_producer() else {
             return;

@@ -1,0 +1,84 @@
+//! The API against its own description, judged by an independent implementation: schemathesis
+//! (from PyPI, in the cached virtualenv `scripts/test.sh` builds) generates requests from
+//! `/openapi.json` and checks the live service's answers: no 5xx, every status documented,
+//! every content type and body as described.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
+    let venv = std::env::var("AUREN_TEST_CONTRACT_VENV").expect(
+        "AUREN_TEST_CONTRACT_VENV names the virtualenv with schemathesis; scripts/test.sh sets it",
+    );
+    let app = TestApp::spawn(Options {
+        bridge: true,
+        // Schemathesis sends wrong tokens on purpose; it is not a guesser to lock out.
+        settings: Some(|s| s.http.auth_failures_per_minute = 1_000_000),
+        ..Default::default()
+    })
+    .await;
+    // A user with state and history, so the read endpoints have something to describe.
+    let key = app.issue_key("contract-user").await;
+    let start = chrono::Utc::now() - chrono::Duration::hours(2);
+    assert_eq!(
+        app.push(&key, "contract-user", &stress_episode(start, 30))
+            .await
+            .status(),
+        200
+    );
+    let spec: serde_json::Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(spec["info"]["title"], "AUREN Bridge");
+    // Twice: with generated user ids (invalid ones, unknown ones), then with the known user,
+    // so the 200 answers of the read endpoints are checked against their schemas too.
+    let config = app.data_dir.path().join("schemathesis.toml");
+    std::fs::write(&config, "[parameters]\nuser_id = \"contract-user\"\n").unwrap();
+    for fixed_user in [false, true] {
+        let mut cmd = tokio::process::Command::new(format!("{venv}/bin/schemathesis"));
+        cmd.arg("--no-color");
+        if fixed_user {
+            cmd.arg("--config-file").arg(&config);
+        }
+        cmd.args([
+            "run",
+            &app.url("/openapi.json"),
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            "30",
+            "--workers",
+            "2",
+            "--request-timeout",
+            "10",
+            "--header",
+            &format!("Authorization: Bearer {ADMIN}"),
+        ]);
+        let out = tokio::time::timeout(Duration::from_secs(600), cmd.output())
+            .await
+            .expect("schemathesis finishes within 10 minutes")
+            .expect("schemathesis runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "schemathesis found problems (fixed user: {fixed_user}):\n{stdout}\n{stderr}"
+        );
+        // It did test the API, not an empty description.
+        assert!(stdout.contains("Tested: 11"), "{stdout}");
+        if fixed_user {
+            assert!(!stdout.contains("Missing test data"), "{stdout}");
+        }
+    }
+    app.stop().await;
+}
