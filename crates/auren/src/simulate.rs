@@ -22,7 +22,10 @@ use std::time::Duration as StdDuration;
 pub const MIN_DAYS_FOR_EPISODES: u32 = 20;
 const CALIBRATION_DAYS: u32 = 14;
 const MAX_SAMPLES_PER_PUSH: usize = 200;
-const MAX_TRIES: u32 = 10;
+/// How long one request is retried on 503 and transport errors, as a vendor keeps retrying a
+/// webhook: long enough to ride out a restart, and the in-flight claims a killed instance left
+/// (they expire after the log timeout).
+const RETRY_BUDGET: StdDuration = StdDuration::from_secs(60);
 /// Last intraday sample of a day; a day is only simulated once this is in the past.
 const DAY_END_HOUR: u32 = 22;
 
@@ -408,8 +411,11 @@ impl Client {
             .expect("http URL")
             .pop_if_empty()
             .extend(segments);
-        let mut last = String::new();
-        for attempt in 1..=MAX_TRIES {
+        let mut last;
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
             let req = self
                 .http
                 .post(url.clone())
@@ -446,14 +452,17 @@ impl Client {
                 Err(e) if e.is_builder() => return Err(e.into()),
                 Err(e) => last = e.to_string(),
             }
-            if attempt < MAX_TRIES {
-                self.count(|c| c.retries += 1);
-                let backoff = StdDuration::from_millis((100u64 << (attempt - 1)).min(2000));
-                tokio::time::sleep(wait.map_or(backoff, |s| StdDuration::from_secs(s.min(5))))
-                    .await;
+            if started.elapsed() >= RETRY_BUDGET {
+                bail!(
+                    "POST {} failed after {attempt} tries in {} s: {last}",
+                    url.path(),
+                    RETRY_BUDGET.as_secs()
+                );
             }
+            self.count(|c| c.retries += 1);
+            let backoff = StdDuration::from_millis((100u64 << (attempt - 1).min(5)).min(2000));
+            tokio::time::sleep(wait.map_or(backoff, |s| StdDuration::from_secs(s.min(5)))).await;
         }
-        bail!("POST {} failed after {MAX_TRIES} tries: {last}", url.path())
     }
 
     async fn issue_key(&self, user_id: &str, admin_token: &str) -> anyhow::Result<String> {

@@ -72,6 +72,10 @@ pub struct Bridge {
     users: HashMap<String, Tracked>,
     /// Next offset per partition seen so far (the end of what was read).
     read_to: HashMap<i32, i64>,
+    /// The stored offsets at the last (re)start: where a partition's progress begins. Only
+    /// partitions this bridge read from enter `read_to`, so it never writes the offsets of
+    /// partitions another bridge of the group owns.
+    start: HashMap<i32, i64>,
     last_flush: Instant,
     /// A publish failed: switches wait in the outbox; retried after every batch until it drains.
     outbox_pending: bool,
@@ -97,6 +101,7 @@ impl Bridge {
             log,
             users: HashMap::new(),
             read_to: HashMap::new(),
+            start: HashMap::new(),
             last_flush: Instant::now(),
             outbox_pending: false,
             tick: 0,
@@ -135,7 +140,8 @@ impl Bridge {
                 }
             };
             self.users.clear();
-            self.read_to = offsets.iter().copied().collect();
+            self.read_to.clear();
+            self.start = offsets.iter().copied().collect();
             self.outbox_pending = true;
             self.retry_outbox().await;
             let mut last_lag = Instant::now() - Duration::from_secs(60);
@@ -152,6 +158,7 @@ impl Bridge {
                 };
                 let result = match batch {
                     Ok(records) => self.process(&mut *source, records).await,
+                    Err(crate::log::LogError::Rebalanced) => self.rebalanced(&mut *source).await,
                     Err(e) => Err(e.into()),
                 };
                 if let Err(e) = result {
@@ -170,6 +177,27 @@ impl Bridge {
                 }
             }
         }
+    }
+
+    /// Partitions moved between the group's bridges. Whatever this one holds may now belong to
+    /// another, or be behind what another made durable meanwhile: it is dropped, not saved, and
+    /// reading goes on from the store's offsets. Nothing is lost: what was not checkpointed is
+    /// read again by whoever owns its partition now.
+    async fn rebalanced(&mut self, source: &mut dyn Subscription) -> anyhow::Result<()> {
+        let offsets = self
+            .store
+            .load_offsets(&self.args.group, &self.topics.events_topic)
+            .await?;
+        let dropped = self.users.len();
+        self.users.clear();
+        self.read_to.clear();
+        self.start = offsets.iter().copied().collect();
+        source.reset(&offsets).await;
+        tracing::info!(
+            dropped_users = dropped,
+            "consumer group rebalanced; resuming from the stored offsets"
+        );
+        Ok(())
     }
 
     async fn report_lag(&self, source: &mut dyn Subscription) {
@@ -254,7 +282,8 @@ impl Bridge {
         let mut points: HashMap<String, Vec<SeriesPoint>> = HashMap::new();
         let n = records.len() as u64;
         for r in records {
-            let next = self.read_to.entry(r.partition).or_insert(0);
+            let start = self.start.get(&r.partition).copied().unwrap_or(0);
+            let next = self.read_to.entry(r.partition).or_insert(start);
             *next = (*next).max(r.offset + 1);
             let event: BiometricEvent = match serde_json::from_slice::<BiometricEvent>(&r.value) {
                 Ok(e) if e.schema == EVENT_SCHEMA_VERSION => e,

@@ -65,6 +65,11 @@ pub enum LogError {
     UnknownTopic(String),
     /// The log's file was deleted or replaced under the running process: nothing written from
     /// now on would be where readers look, so every append is refused until a restart.
+    /// The consumer group moved partitions between its members. What this member holds in
+    /// memory may belong to partitions another member now owns, or that another member advanced
+    /// meanwhile: the owner must drop it and [`Subscription::reset`] from its stored offsets.
+    #[error("the consumer group was rebalanced")]
+    Rebalanced,
     #[error("the event log was {0} while running; restart the service (it will refuse to start until the log is restored or adopted)")]
     Replaced(&'static str),
 }
@@ -101,6 +106,9 @@ pub trait Subscription: Send {
     async fn poll(&mut self, max: usize) -> Result<Vec<SourceRecord>, LogError>;
     /// The owner made everything before these next-offsets durable.
     async fn committed(&mut self, offsets: &[(i32, i64)]);
+    /// After [`LogError::Rebalanced`]: the owner's stored offsets as they are now. Records
+    /// below them are not delivered again.
+    async fn reset(&mut self, stored: &[(i32, i64)]);
     /// Records not yet consumed, per partition.
     async fn lag(&mut self) -> Vec<(i32, i64)>;
 }

@@ -46,11 +46,14 @@ pub const INSERT_SWITCH: &str = "INSERT INTO mode_history
        (switch_id, thread_id, from_mode, to_mode, confidence, switched_at, message)
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (switch_id) DO NOTHING";
 
+/// Offsets only move forward: a bridge that lost a partition in a rebalance and commits late
+/// cannot take back progress the partition's new owner made.
 pub const UPSERT_OFFSET: &str =
     "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
      VALUES ($1, $2, $3, $4)
      ON CONFLICT (consumer_group, topic, partition)
-     DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()";
+     DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()
+     WHERE consumer_offsets.next_offset <= excluded.next_offset";
 
 /// Switches still to publish, oldest first, with their partition key (the user's pseudonym).
 pub const UNPUBLISHED: &str = "SELECT t.user_pseudonym, h.message

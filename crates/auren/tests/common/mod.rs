@@ -3,6 +3,8 @@
 //! Every test gets its own topic, database and data directory, so tests run in parallel.
 #![allow(dead_code)]
 
+pub mod recovery;
+
 use auren::log::{LogError, StartAt};
 use auren::root::Backends;
 use auren::settings::Settings;

@@ -102,6 +102,9 @@ impl Subscription for EmbeddedSubscription {
 
     async fn committed(&mut self, _offsets: &[(i32, i64)]) {}
 
+    /// One process reads the embedded log: it is never rebalanced.
+    async fn reset(&mut self, _stored: &[(i32, i64)]) {}
+
     async fn lag(&mut self) -> Vec<(i32, i64)> {
         let topic = self.topic.clone();
         let ends = self

@@ -1,23 +1,70 @@
 //! The bridge's Kafka consumer: a member of the bridge's consumer group that starts each
 //! assigned partition no earlier than the offset the bridge stored with its own state (Kafka's
 //! committed offset can lag ours after a crash between the two commits).
+//!
+//! **Rebalances.** With several bridges in the group (scale-out), partitions move between them
+//! when one joins, leaves or dies. The group uses eager assignment: every member gives up every
+//! partition and each assigned partition starts again from the group's committed offset. The
+//! consumer's context counts rebalances; the first poll after one answers
+//! [`LogError::Rebalanced`], and the bridge drops what it holds in memory (it may be stale or
+//! no longer its own), reloads its stored offsets and [`Subscription::reset`]s, so records the
+//! previous owner already made durable are skipped, and the others are read again.
 
 use crate::log::{LogError, SourceRecord, Subscription};
 use async_trait::async_trait;
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Counts the group's assignments.
+struct GroupContext {
+    assignments: Arc<AtomicU64>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(partitions = ?parts, "consumer group assignment");
+            metrics::counter!("auren_bridge_rebalances_total").increment(1);
+            self.assignments.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
 pub struct KafkaSubscription {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<GroupContext>>,
     topic: String,
     /// Offsets the bridge stored; a partition assigned later starts at least here.
     stored: HashMap<i32, i64>,
     positions: HashMap<i32, i64>,
+    assignments: Arc<AtomicU64>,
+    /// The assignment count this member last answered for.
+    seen: u64,
+    /// A record that arrived after a rebalance was noticed, kept for after the reset.
+    held: Option<SourceRecord>,
+}
+
+fn source_record(m: &BorrowedMessage<'_>) -> SourceRecord {
+    SourceRecord {
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default(),
+        value: m.payload().unwrap_or_default().to_vec(),
+    }
 }
 
 impl KafkaSubscription {
@@ -28,7 +75,8 @@ impl KafkaSubscription {
         stored: &[(i32, i64)],
         session_timeout_ms: u32,
     ) -> Result<Self, LogError> {
-        let consumer: StreamConsumer = ClientConfig::new()
+        let assignments = Arc::new(AtomicU64::new(0));
+        let consumer: StreamConsumer<GroupContext> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
@@ -42,43 +90,63 @@ impl KafkaSubscription {
                 (session_timeout_ms / 3).max(100).to_string(),
             )
             .set("log_level", "4")
-            .create()?;
+            .create_with_context(GroupContext {
+                assignments: assignments.clone(),
+            })?;
         consumer.subscribe(&[topic])?;
         Ok(Self {
             consumer: Arc::new(consumer),
             topic: topic.to_string(),
             stored: stored.iter().copied().collect(),
             positions: HashMap::new(),
+            assignments,
+            // The first assignment is not a change: the bridge starts from its stored offsets.
+            seen: 1,
+            held: None,
         })
+    }
+
+    /// Whether the group was rebalanced since this member last answered for its assignment.
+    fn rebalanced(&self) -> bool {
+        self.assignments.load(Ordering::Acquire) > self.seen
+    }
+
+    /// Takes a record unless the bridge already made it durable.
+    fn take(&mut self, r: SourceRecord, out: &mut Vec<SourceRecord>) {
+        let (p, o) = (r.partition, r.offset);
+        if self.stored.get(&p).is_none_or(|s| o >= *s) {
+            out.push(r);
+        }
+        self.positions.insert(p, o + 1);
     }
 }
 
 #[async_trait]
 impl Subscription for KafkaSubscription {
     async fn poll(&mut self, max: usize) -> Result<Vec<SourceRecord>, LogError> {
+        if self.rebalanced() {
+            return Err(LogError::Rebalanced);
+        }
         let mut out = Vec::new();
+        if let Some(r) = self.held.take() {
+            self.take(r, &mut out);
+        }
         let first = tokio::time::timeout(Duration::from_millis(200), self.consumer.recv()).await;
         let mut next = match first {
             Err(_) => return Ok(out),
             Ok(m) => Some(m),
         };
         while let Some(m) = next.take() {
-            let m = m?;
-            let (p, o) = (m.partition(), m.offset());
+            let r = source_record(&m?);
+            // The assignment changed while waiting: this record belongs to the new one and is
+            // judged against the offsets stored after the reset.
+            if self.rebalanced() {
+                self.held = Some(r);
+                break;
+            }
             // Behind what the bridge already made durable (Kafka's committed offset can lag ours
             // after a crash between our commit and Kafka's): skip.
-            if self.stored.get(&p).is_none_or(|s| o >= *s) {
-                out.push(SourceRecord {
-                    partition: p,
-                    offset: o,
-                    key: m
-                        .key()
-                        .map(|k| String::from_utf8_lossy(k).into_owned())
-                        .unwrap_or_default(),
-                    value: m.payload().unwrap_or_default().to_vec(),
-                });
-            }
-            self.positions.insert(p, o + 1);
+            self.take(r, &mut out);
             if out.len() >= max {
                 break;
             }
@@ -100,6 +168,12 @@ impl Subscription for KafkaSubscription {
                 tracing::debug!(error = %e, "committing offsets to the Kafka group failed; our stored offsets stand");
             }
         }
+    }
+
+    async fn reset(&mut self, stored: &[(i32, i64)]) {
+        self.stored = stored.iter().copied().collect();
+        self.positions.clear();
+        self.seen = self.assignments.load(Ordering::Acquire);
     }
 
     async fn lag(&mut self) -> Vec<(i32, i64)> {
