@@ -202,9 +202,9 @@ FIXED_RULES = [
         "labels": {"severity": "warning"},
         "annotations": {
             "summary": "Cache operation {{ $labels.op }} keeps failing",
-            "description": "Redis does not answer: ingest writes without deduplication and the "
-                           "state API reads the store. Nothing stops; duplicates may reach the "
-                           "log (the bridge still recognises them).",
+            "description": "Redis does not answer. Running processes go on (ingest without "
+                           "deduplication, the state API from the store), but /ready fails, so "
+                           "ingest pods are not ready, and no process can start without Redis.",
             "runbook": RUNBOOK,
         },
     },
