@@ -14,12 +14,13 @@ What is checked:
 - environment: every variable the compose file and the Kubernetes manifests give an auren
   container is one the service reads (an `env = "..."` of crates/auren/src).
 - kubernetes: each secret the service has comes from a Secret, never a ConfigMap or a literal; every
-  Secret and ConfigMap referenced exists with that key; the ingest is ready on /ready; every
+  Secret and ConfigMap referenced exists with that key (unless optional); no Secret holds an empty
+  AUREN_ADMIN_TOKEN (the service would take "" as the token, and an empty header matches it); the ingest is ready on /ready; every
   container has CPU and memory requests and runs as non-root; bridges never outnumber the
   topic partitions; a PodDisruptionBudget covers each Deployment; the thresholds ConfigMap is the
   thresholds file.
 - compose: the services the issue names; depends_on, volumes and bind mounts resolve; the
-  bridges never outnumber the partitions.
+  bridges never outnumber the partitions; secrets are passed through, never set to "".
 - Dockerfile: EXPOSE matches the default API and metrics ports.
 """
 
@@ -305,7 +306,9 @@ def check_kubernetes():
                 if e["name"] in secret_vars and "secretKeyRef" not in e.get("valueFrom", {}):
                     problems.append(f"{name}: {e['name']} is a secret but not from a Secret")
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
-                if ref and ref["key"] not in secrets.get(ref["name"], set()):
+                if ref and ref["name"] not in secrets:
+                    problems.append(f"{name}: no Secret {ref['name']}")
+                elif ref and not ref.get("optional") and ref["key"] not in secrets[ref["name"]]:
                     problems.append(f"{name}: Secret {ref['name']} has no key {ref['key']}")
             for ef in c.get("envFrom", []):
                 cm = ef.get("configMapRef", {}).get("name")
@@ -333,6 +336,12 @@ def check_kubernetes():
             cm = v.get("configMap", {}).get("name")
             if cm and cm not in configmaps:
                 problems.append(f"{name}: volume from missing ConfigMap {cm}")
+    # An empty admin token is taken as a token that an empty header matches: never ship one.
+    for _, d in docs:
+        if d["kind"] == "Secret":
+            values = {**(d.get("stringData") or {}), **(d.get("data") or {})}
+            if "AUREN_ADMIN_TOKEN" in values and not str(values["AUREN_ADMIN_TOKEN"]).strip():
+                problems.append(f"Secret {d['metadata']['name']}: AUREN_ADMIN_TOKEN is empty")
     cm = configmaps.get("auren-thresholds", {}).get("biometric_thresholds.yaml")
     if cm != (ROOT / "config" / "biometric_thresholds.yaml").read_text():
         problems.append("ConfigMap auren-thresholds is not a copy of config/biometric_thresholds.yaml")
@@ -350,6 +359,10 @@ def check_kubernetes():
         if not any(all(labels.get(k) == v for k, v in sel.items()) for sel in covered):
             problems.append(f"Deployment {name}: no PodDisruptionBudget selects it")
     check(f"kubernetes: {len(docs)} resources agree with the code and with each other", problems)
+
+
+SECRET_PASS_THROUGH = {"OURA_CLIENT_SECRET", "OURA_VERIFICATION_TOKEN", "WHOOP_CLIENT_SECRET",
+                       "AUREN_PSEUDONYM_KEY", "AUREN_ADMIN_TOKEN"}
 
 
 def check_compose():
@@ -383,6 +396,11 @@ def check_compose():
             for k in (env if isinstance(env, dict) else [e.split("=")[0] for e in env]):
                 if k not in known_env:
                     problems.append(f"{name}: {k} is no variable the service reads")
+            # Secrets pass through from the environment or .env, or are left out: never "" (an
+            # empty AUREN_ADMIN_TOKEN is taken as a token).
+            for k in SECRET_PASS_THROUGH & set(env if isinstance(env, dict) else []):
+                if env[k] is not None:
+                    problems.append(f"{name}: {k} must be given without a value (pass-through)")
         if cmd[:2] == ["topics", "create"]:
             partitions = int(cmd[cmd.index("--partitions") + 1])
     ingest = services.get("ingest", {})
