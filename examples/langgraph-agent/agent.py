@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Annotated, Any, Optional, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langgraph.channels.ephemeral_value import EphemeralValue
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
@@ -66,9 +67,11 @@ def add_switch_ids(current: Optional[list[str]], new: Any) -> list[str]:
 
 
 class AgentState(TypedDict, total=False):
-    # Input of a `run` delivery: the switch as the bridge publishes it. Cleared once handled,
-    # so it does not linger into the next run (input keys are ordinary state channels).
-    switch: Optional[SwitchMessage]
+    # Input of a `run` delivery: the switch as the bridge publishes it. An ephemeral channel:
+    # it holds the value for the step after the input only. An ordinary channel would keep it,
+    # and a switch that made a run fail would then be re-read, and fail, at every later run
+    # (a user message included), since the node that would clear it never completed.
+    switch: Annotated[Optional[SwitchMessage], EphemeralValue(dict)]
     # The current mode and what it rests on; written together, by apply_switch or by a
     # `state` delivery (POST /threads/{id}/state, as_node "apply_switch").
     mode: Optional[str]
@@ -125,16 +128,14 @@ def route_input(state: AgentState) -> str:
 def apply_switch(state: AgentState) -> dict:
     sw = _check_switch(state["switch"])
     sid = sw["switch_id"]
-    done: dict = {"switch": None}
     if sid in (state.get("applied_switch_ids") or []):
-        return done  # a redelivery: already applied, nothing changes
+        return {}  # a redelivery: already applied, nothing changes
     current = state.get("switched_at")
     if current and _parse_time(sw["at"], "switch.at") < _parse_time(current, "switched_at"):
         # Older than the switch in force: it never overrides it, but it has been seen.
-        return {**done, "applied_switch_ids": [sid]}
+        return {"applied_switch_ids": [sid]}
     mode = sw["to_mode"]
     return {
-        **done,
         "mode": mode,
         "previous_mode": sw.get("from_mode"),
         "confidence": sw.get("confidence"),
