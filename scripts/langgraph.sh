@@ -44,7 +44,7 @@ _lg_listener_pid() {
 # WORKDIR: a directory holding the graph project (langgraph.json) and the server's saved state;
 # given, the server resumes what it saved there; left out, a fresh copy of the example is made.
 start_langgraph() {
-  local port=${1:?usage: start_langgraph PORT [WORKDIR]} workdir=${2:-} venv log t0 i pid
+  local port=${1:?usage: start_langgraph PORT [WORKDIR]} workdir=${2:-} venv log from t0 i pid
   if [ -n "${LANGGRAPH_PID:-}" ] && kill -0 "$LANGGRAPH_PID" 2>/dev/null; then
     _lg_log "already running (pid $LANGGRAPH_PID, $LANGGRAPH_URL); stop_langgraph first"
     return 1
@@ -63,7 +63,13 @@ start_langgraph() {
     _lg_log "$workdir has no langgraph.json"
     return 1
   fi
-  log=$(mktemp "${TMPDIR:-/tmp}/auren-langgraph-$port.XXXXXX.log") || return 1
+  if [ "$workdir" = "${LANGGRAPH_OWN_WORKDIR:-}" ]; then
+    log="$workdir.log" # one log across restarts, removed with the scratch copy
+  else
+    log=$(mktemp "${TMPDIR:-/tmp}/auren-langgraph-$port.XXXXXX.log") || return 1
+  fi
+  echo "[langgraph] $(date -u +%FT%TZ) starting on port $port in $workdir" >>"$log"
+  from=$(($(stat -c %s "$log") + 1)) # this start's part of the log
   t0=$(date +%s.%N)
   # Graph paths in langgraph.json resolve against the cwd, and the state is saved under it.
   (
@@ -75,18 +81,18 @@ start_langgraph() {
       LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH_TRACING=false \
       LANGCHAIN_TRACING_V2=false PYTHONUNBUFFERED=1 \
       "$venv/bin/langgraph" dev --host 127.0.0.1 --port "$port" --no-browser --no-reload
-  ) >"$log" 2>&1 &
+  ) >>"$log" 2>&1 &
   pid=$!
   export LANGGRAPH_PID=$pid LANGGRAPH_LOG=$log LANGGRAPH_WORKDIR=$workdir \
     LANGGRAPH_URL="http://127.0.0.1:$port" LANGGRAPH_PYTHON="$venv/bin/python"
   for ((i = 0; i < LANGGRAPH_START_TIMEOUT * 5; i++)); do
     if ! kill -0 "$pid" 2>/dev/null; then
       _lg_log "the server exited while starting; its log ($log) ends with:"
-      tail -n 30 "$log" >&2
+      tail -c "+$from" "$log" | tail -n 30 >&2
       unset LANGGRAPH_PID
       return 1
     fi
-    if grep -q "is already in use" "$log"; then
+    if tail -c "+$from" "$log" | grep -q "is already in use"; then
       _lg_log "port $port was taken while starting and the server moved elsewhere; stopping it"
       stop_langgraph
       return 1
@@ -114,7 +120,8 @@ start_langgraph() {
 
 # stop_langgraph [--keep] [--kill]: SIGTERM (the server then saves its state), SIGKILL after
 # 20 s. --kill sends SIGKILL at once (a crash: what the server did not save yet is lost).
-# Removes the scratch copy start_langgraph made unless --keep.
+# Removes the scratch copy start_langgraph made, and its log, unless --keep (or, for the log,
+# LANGGRAPH_KEEP_LOG=1).
 stop_langgraph() {
   local keep= sig=TERM a i
   for a in "$@"; do
@@ -140,6 +147,7 @@ stop_langgraph() {
   if [ -z "$keep" ] && [ -n "${LANGGRAPH_OWN_WORKDIR:-}" ] &&
     [ "${LANGGRAPH_WORKDIR:-}" = "$LANGGRAPH_OWN_WORKDIR" ]; then
     rm -rf "$LANGGRAPH_OWN_WORKDIR"
+    [ -n "${LANGGRAPH_KEEP_LOG:-}" ] || rm -f "$LANGGRAPH_OWN_WORKDIR.log"
     unset LANGGRAPH_WORKDIR LANGGRAPH_OWN_WORKDIR
   fi
   return 0

@@ -15,8 +15,13 @@ source "$here/langgraph.sh"
 port=${LANGGRAPH_TEST_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 pid_file=$(mktemp)
 cleanup() {
+  local rc=$?
   # The restart tests start new server processes; the last one's pid is in pid_file.
   if [ -s "$pid_file" ]; then LANGGRAPH_PID=$(cat "$pid_file"); fi
+  if [ "$rc" != 0 ] && [ -n "${LANGGRAPH_LOG:-}" ] && [ -f "$LANGGRAPH_LOG" ]; then
+    echo "[test-langgraph] failed; the server log ends with:" >&2
+    sed 's/\x1b\[[0-9;]*m//g' "$LANGGRAPH_LOG" | tail -n 40 >&2
+  fi
   stop_langgraph
   rm -f "$pid_file"
 }
