@@ -229,7 +229,17 @@ def deliver_state(tid, sw, label=None) -> str:
     else:
         body, outcome = {"values": state_values(sw), "as_node": "apply_switch"}, "applied"
     r = call("POST", f"/threads/{tid}/state", body, label=label and f"{label}: write", record=label is not None)
+    if r.status == 409:
+        return "busy"  # a run is in flight on the thread (a user message): retry shortly
     expect(r.status == 200, "update state", r)
+    return outcome
+
+
+def deliver_state_retrying(tid, sw, deadline=60) -> str:
+    t_end = time.monotonic() + deadline
+    while (outcome := deliver_state(tid, sw)) == "busy":
+        expect(time.monotonic() < t_end, "thread busy for too long")
+        time.sleep(0.25)
     return outcome
 
 
@@ -333,6 +343,13 @@ def state_update_needs_graph_id_in_thread_metadata():
     sw = make_switch(p, 1, "REFLEX")
     r = call("POST", f"/threads/{tid}/state", {"values": state_values(sw), "as_node": "apply_switch"}, label="state update on a thread created without metadata.graph_id")
     expect(r.status == 400 and "no assigned graph ID" in r.body["detail"], "400 without graph_id", r)
+    # Creating again with do_nothing does not add it (metadata is left as it was); PATCH merges it.
+    r = call("POST", "/threads", {"thread_id": tid, "if_exists": "do_nothing", "metadata": {"graph_id": "auren_agent"}}, record=False)
+    expect("graph_id" not in r.body["metadata"], "do_nothing keeps the old metadata", r)
+    r = call("PATCH", f"/threads/{tid}", {"metadata": {"graph_id": "auren_agent"}}, label="add graph_id to a thread's metadata")
+    expect(r.status == 200 and r.body["metadata"] == {"user_pseudonym": p, "graph_id": "auren_agent"}, "merged", r)
+    r = call("POST", f"/threads/{tid}/state", {"values": state_values(sw), "as_node": "apply_switch"}, record=False)
+    expect(r.status == 200, "state update works then", r)
 
 
 @test
@@ -487,11 +504,32 @@ def reply_depends_on_mode_in_run_delivery():
 
 
 @test
+def state_update_while_a_run_is_in_flight_is_409():
+    p = f"u_busy_state_{RUN}"
+    tid = ensure_thread(p)
+    (sw,) = chain(p, ["REFLEX"])
+    r = call(
+        "POST",
+        f"/threads/{tid}/runs",
+        {"assistant_id": ASSISTANT, "input": {"messages": [{"role": "user", "content": "hello"}]}, "multitask_strategy": "enqueue"},
+        record=False,
+    )
+    expect(r.status == 200, "user message run enqueued", r)
+    r = call("POST", f"/threads/{tid}/state", {"values": state_values(sw), "as_node": "apply_switch"}, label="state update while a run is in flight on the thread")
+    expect(r.status == 409 and "has in-flight runs" in r.body["detail"], "409 while busy", r)
+    t0 = time.monotonic()
+    expect(deliver_state_retrying(tid, sw) == "applied", "applied once the run is done")
+    v = get_state(tid)["values"]
+    expect(v["mode"] == "REFLEX" and v["messages"][-1]["type"] == "ai", "both happened", v)
+    print(f"    409 while busy; applied {time.monotonic() - t0:.1f}s later by retrying")
+
+
+@test
 def reply_follows_state_delivery_too():
     p = f"u_statereply_{RUN}"
     tid = ensure_thread(p)
     for sw in chain(p, ["GUARDIAN", "HYPOTHESIS"]):
-        expect(deliver_state(tid, sw) == "applied", "applied")
+        expect(deliver_state_retrying(tid, sw) == "applied", "applied")
     reply = ask(tid, "Should I go for a run?")
     expect("sensor" in reply, "HYPOTHESIS reply after a state delivery", reply)
     v = get_state(tid)["values"]
@@ -518,6 +556,14 @@ def failing_run_is_a_200_with_error():
     # The failed switch must not stick: a user message afterwards gets its reply.
     reply = ask(tid, "Are you there?", label="user message after a failed switch run")
     expect("recovery" in reply, "GUARDIAN reply", reply)
+    r = deliver_run(tid, bad)
+    expect(run_failed(r), "fails again")
+    # A state delivery on a thread whose last run failed (thread status "error", step pending).
+    hyp = make_switch(p, 5, "HYPOTHESIS", "GUARDIAN", minutes=25)
+    r = call("POST", f"/threads/{tid}/state", {"values": state_values(hyp), "as_node": "apply_switch"}, label="state update on a thread whose last run failed")
+    st = get_state(tid)
+    expect(r.status == 200 and st["values"]["mode"] == "HYPOTHESIS" and st["next"] == [], "applied, nothing pending", r, st["next"])
+    expect("sensor" in ask(tid, "Are you there?"), "HYPOTHESIS reply")
     r = call(
         "POST",
         f"/threads/{tid}/runs",
@@ -651,7 +697,7 @@ def stream_with_restart(mode: str, users=3, per_user=10, stop_after=8, kill=Fals
         for p in people:
             sw = chains[p][i]
             if mode == "state":
-                outcome, tries = with_retry(deliver_state, tids[p], sw)
+                outcome, tries = with_retry(deliver_state_retrying, tids[p], sw)
             else:
                 # A run whose request was cut off may or may not have happened: redelivering it is
                 # safe (the graph skips an applied switch), and a failed run is retried too.
@@ -748,7 +794,7 @@ def crash_loses_recent_writes():
     # Reconciliation: redelivering the last switches the outbox holds repairs it, and is a no-op
     # for those the thread kept.
     for sw in (s1, s2):
-        deliver_state(tid, sw)
+        deliver_state_retrying(tid, sw)
     v = get_state(tid)["values"]
     expect(v["applied_switch_ids"] == [s1["switch_id"], s2["switch_id"]] and v["mode"] == "REFLEX", "repaired", v)
 
