@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, property and integration tests against real PostgreSQL, Redis
 # and a Kafka-wire broker (Tansu): PostgreSQL and Redis are installed and started when they are not
-# up; Tansu is built once into ~/.cache/auren and a fresh broker is started for the run.
+# up; Tansu is built once into ~/.cache/auren and a fresh broker is started for the run. Python
+# tools (schemathesis, standardwebhooks, validators, a LangGraph server) live in pinned, cached
+# virtualenvs (scripts/pyenv.sh). Then the deployment files and the example LangGraph agent.
+# Arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -22,3 +25,7 @@ export AUREN_TEST_REDIS=redis://127.0.0.1:6379/0
 AUREN_TEST_CONTRACT_VENV=$(ensure_venv contract)
 export AUREN_TEST_CONTRACT_VENV
 cargo test --workspace --all-targets "$@"
+# Deployment files (Kubernetes, compose, alerts, dashboard) against their schemas and the code.
+bash scripts/validate-deploy.sh
+# The example LangGraph agent against a real `langgraph dev` server.
+bash scripts/test-langgraph.sh
