@@ -4,7 +4,9 @@
 # offered rate (latency). Both the embedded log and Kafka (a Tansu broker) are measured.
 # Cases: embedded (auren serve: ingest and bridge in one process), kafka (ingest alone, as when
 # bridges run elsewhere: AUREN_NO_BRIDGE=1), kafka-bridge (ingest and bridge in one process).
-# Usage: scripts/bench.sh [embedded|kafka|kafka-bridge|all]   (results in bench-out/)
+# slow: the embedded case again while SLOW_CLIENTS hostile connections (headers sent, body dribbled
+# or withheld; scripts/bench/slow_clients.py) are held open the whole time.
+# Usage: scripts/bench.sh [embedded|kafka|kafka-bridge|slow|all]   (results in bench-out/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -12,6 +14,7 @@ which_log=${1:-all}
 # Paced: each of PACED_CONNECTIONS waits PACED_DELAY_MS after every answer; 23 x (10 ms + ~1.5 ms
 # service time) offers about 2,000 requests/s. The achieved rate is reported, not assumed.
 : "${DURATION:=15}" "${CONNECTIONS:=64}" "${PACED_CONNECTIONS:=23}" "${PACED_DELAY_MS:=10}"
+: "${SLOW_CLIENTS:=200}"
 command -v wrk >/dev/null || apt_install wrk
 cargo build --release -p auren >&2
 out=bench-out; mkdir -p "$out"
@@ -39,9 +42,17 @@ run_service() { # log-kind
   SERVICE_DIR=$dir
 }
 
-bench_one() { # log-kind
-  local kind=$1 n
-  run_service "$kind"
+bench_one() { # kind: embedded|kafka|kafka-bridge|slow
+  local kind=$1 n slow_pid=
+  if [ "$kind" = slow ]; then
+    run_service embedded
+    python3 scripts/bench/slow_clients.py 127.0.0.1 $PORT "$SLOW_CLIENTS" $(( 2 * DURATION + 15 )) \
+      >"$out/slow-clients.txt" &
+    slow_pid=$!
+    sleep 3
+  else
+    run_service "$kind"
+  fi
   n=$(( (DURATION + 5) * 40000 ))
   python3 scripts/bench/gen_whoop.py "$n" "$SECRET" >"$out/requests.tsv"
   wrk -t1 -c8 -d2s -s scripts/bench/wrk-whoop.lua "http://127.0.0.1:$PORT" -- "$out/requests.tsv" 1 >/dev/null # warm-up
@@ -54,16 +65,17 @@ bench_one() { # log-kind
   echo "== $kind: paced, $PACED_CONNECTIONS connections, ${delay} ms pause after each answer, ${DURATION}s" | tee "$out/$kind-paced.txt"
   wrk -t1 -c"$PACED_CONNECTIONS" -d"${DURATION}s" --latency -s scripts/bench/wrk-whoop-paced.lua \
     "http://127.0.0.1:$PORT" -- "$out/requests.tsv" 1 "$delay" | tee -a "$out/$kind-paced.txt"
-  curl -s http://127.0.0.1:18081/metrics | grep -E '^auren_webhook_events_total' >"$out/$kind-metrics.txt" || true
+  curl -s http://127.0.0.1:18081/metrics | grep -E '^auren_(webhook_events_total|http_connections)' >"$out/$kind-metrics.txt" || true
+  if [ -n "$slow_pid" ]; then kill "$slow_pid" 2>/dev/null; wait "$slow_pid" 2>/dev/null || true; fi
   kill "$SERVICE_PID"; wait "$SERVICE_PID" || true
   rm -rf "$SERVICE_DIR"
   if [ -n "${BENCH_TANSU_PID:-}" ]; then kill -9 "$BENCH_TANSU_PID"; BENCH_TANSU_PID=; fi
 }
 
 case $which_log in
-  embedded | kafka | kafka-bridge) bench_one "$which_log" ;;
-  all) bench_one embedded; bench_one kafka; bench_one kafka-bridge ;;
-  *) echo "usage: $0 [embedded|kafka|kafka-bridge|all]" >&2; exit 2 ;;
+  embedded | kafka | kafka-bridge | slow) bench_one "$which_log" ;;
+  all) bench_one embedded; bench_one slow; bench_one kafka; bench_one kafka-bridge ;;
+  *) echo "usage: $0 [embedded|kafka|kafka-bridge|slow|all]" >&2; exit 2 ;;
 esac
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(uname -sr)"
 for f in "$out"/*-throughput.txt "$out"/*-paced.txt; do

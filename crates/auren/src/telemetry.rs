@@ -79,9 +79,11 @@ pub fn init_tracing(settings: &TelemetrySettings) {
     // tracing's default reports such a failure with `eprintln!`, which panics when stderr
     // itself fails, and a panic on the embedded log's writer thread would stop every
     // acknowledgement: logging must never take a worker down.
+    // Colour codes only for a person at a terminal, never into a file or a log collector.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .log_internal_errors(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if settings.log_format == "json" {
         let _ = builder.json().try_init();

@@ -541,3 +541,108 @@ async fn stderr_on_a_full_device_leaves_ingest_running() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A sample from the year 9999 is refused with its own reason, and cannot freeze the user: their
+/// later, real readings still move their mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_from_9999_is_refused_and_later_data_still_moves_the_mode() {
+    let app = TestApp::spawn(Options {
+        bridge: true,
+        ..Default::default()
+    })
+    .await;
+    let key = app.issue_key("timetraveller").await;
+    let start = chrono::Utc::now() - chrono::Duration::hours(1);
+    let mut samples = vec![
+        ("heartRate", 70.0, "9999-12-31T23:59:59Z".to_string()),
+        ("heartRate", 70.0, "0000-01-01T00:00:00Z".to_string()),
+        ("heartRate", 70.0, "1900-01-01T00:00:00Z".to_string()),
+    ];
+    samples.push((
+        "heartRate",
+        68.0,
+        (start - chrono::Duration::minutes(5)).to_rfc3339(),
+    ));
+    let r = app.push(&key, "timetraveller", &samples).await;
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["accepted"], 1);
+    let reasons: Vec<&str> = v["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "timestamp_in_future",
+            "timestamp_too_old",
+            "timestamp_too_old"
+        ]
+    );
+    // Real data afterwards: an acute stress episode switches the user.
+    let r = app
+        .push(&key, "timetraveller", &stress_episode(start, 30))
+        .await;
+    assert_eq!(r.status(), 200);
+    let switch = app
+        .first_switch(30, "a switch after the refused samples")
+        .await;
+    assert_eq!(switch["to_mode"], "REFLEX");
+    app.stop().await;
+}
+
+/// SIGHUP without a thresholds file: nothing to reload, and the process goes on (the signal's
+/// default action would end it); the reload endpoint says so with its own status.
+#[tokio::test]
+async fn sighup_and_reload_without_a_thresholds_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = service_args(&Options::default(), dir.path()).await;
+    let port = free_port();
+    args.http.http_addr = format!("127.0.0.1:{port}").parse().unwrap();
+    args.metrics.metrics_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    assert!(args.bridge.thresholds.biometric_config.is_none());
+    let mut child = auren_command(&args)
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    eventually(30, "the service", || async {
+        client
+            .get(format!("{url}/health"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+            .map(|_| ())
+    })
+    .await;
+    for _ in 0..2 {
+        std::process::Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP ended the process"
+    );
+    let r = client
+        .post(format!("{url}/admin/reload"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let (status, p) = problem(r).await;
+    assert_eq!(
+        (status, p["reason"].as_str().unwrap()),
+        (409, "no_config_file")
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
