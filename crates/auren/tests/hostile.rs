@@ -84,6 +84,35 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
+/// `auren serve` as a child on `args` (fresh ports), its stderr to `stderr`, once it answers.
+async fn spawn_serve(
+    mut args: auren::settings::Settings,
+    stderr: std::process::Stdio,
+) -> (std::process::Child, String) {
+    let port = free_port();
+    args.http.http_addr = format!("127.0.0.1:{port}").parse().unwrap();
+    args.metrics.metrics_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let child = auren_command(&args)
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    eventually(30, "the service", || async {
+        client
+            .get(format!("{url}/health"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+            .map(|_| ())
+    })
+    .await;
+    (child, url)
+}
+
 /// Headers of a signed WHOOP delivery whose body will never come complete.
 fn whoop_head(app: &TestApp, content_length: usize) -> String {
     let body = whoop_body("never-sent");
@@ -494,33 +523,14 @@ async fn a_push_for_a_forged_user_id_is_refused() {
 async fn stderr_on_a_full_device_leaves_ingest_running() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = service_args(&Options::default(), dir.path()).await;
-    let port = free_port();
-    args.http.http_addr = format!("127.0.0.1:{port}").parse().unwrap();
-    args.metrics.metrics_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     // Every request and every append logs a line.
     args.telemetry.rust_log = "debug".into();
     let full = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/full")
         .expect("/dev/full");
-    let mut child = auren_command(&args)
-        .arg("serve")
-        .stdout(full.try_clone().unwrap())
-        .stderr(full)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
+    let (mut child, url) = spawn_serve(args, full.into()).await;
     let client = reqwest::Client::new();
-    eventually(30, "the service", || async {
-        client
-            .get(format!("{url}/health"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status() == 200)
-            .map(|_| ())
-    })
-    .await;
     for i in 0..50 {
         let body = whoop_body(&format!("full-{i}"));
         let r = client
@@ -598,29 +608,10 @@ async fn a_sample_from_9999_is_refused_and_later_data_still_moves_the_mode() {
 #[tokio::test]
 async fn sighup_and_reload_without_a_thresholds_file() {
     let dir = tempfile::tempdir().unwrap();
-    let mut args = service_args(&Options::default(), dir.path()).await;
-    let port = free_port();
-    args.http.http_addr = format!("127.0.0.1:{port}").parse().unwrap();
-    args.metrics.metrics_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let args = service_args(&Options::default(), dir.path()).await;
     assert!(args.bridge.thresholds.biometric_config.is_none());
-    let mut child = auren_command(&args)
-        .arg("serve")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
+    let (mut child, url) = spawn_serve(args, std::process::Stdio::null()).await;
     let client = reqwest::Client::new();
-    eventually(30, "the service", || async {
-        client
-            .get(format!("{url}/health"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status() == 200)
-            .map(|_| ())
-    })
-    .await;
     for _ in 0..2 {
         std::process::Command::new("kill")
             .args(["-HUP", &child.id().to_string()])
@@ -645,4 +636,72 @@ async fn sighup_and_reload_without_a_thresholds_file() {
     );
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// One access line per request, rejected ones included, with the route's template and never
+/// the raw user id; every answer carries a request id.
+#[tokio::test]
+async fn the_access_log_names_routes_statuses_and_reasons_but_no_user_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = service_args(&Options::default(), dir.path()).await;
+    args.telemetry.rust_log = "warn,auren::access=info".into();
+    let log_path = dir.path().join("service.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let (mut child, url) = spawn_serve(args, log_file.into()).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{url}/users/secret-person-4711/state"))
+        .bearer_auth("wrong-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("x-request-id"));
+    let r = client
+        .get(format!("{url}/no/such/path"))
+        .header("x-request-id", "client-chosen-id")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "client-chosen-id");
+    let body = whoop_body("bad-signature");
+    let r = client
+        .post(format!("{url}/webhooks/whoop"))
+        .header("x-whoop-signature", "AAAA")
+        .header("x-whoop-signature-timestamp", now_millis())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!log.contains('\u{1b}'), "no colour codes in a file: {log}");
+    assert!(!log.contains("secret-person-4711"), "{log}");
+    let line = |needles: &[&str]| log.lines().any(|l| needles.iter().all(|n| l.contains(n)));
+    assert!(
+        line(&[
+            "route=/users/{user_id}/state",
+            "status=401",
+            "reason=invalid_api_key"
+        ]),
+        "{log}"
+    );
+    assert!(
+        line(&[
+            "request_id=client-chosen-id",
+            "status=404",
+            "reason=not_found"
+        ]),
+        "{log}"
+    );
+    assert!(
+        line(&[
+            "route=/webhooks/whoop",
+            "status=401",
+            "reason=signature_mismatch"
+        ]),
+        "{log}"
+    );
 }

@@ -5,6 +5,7 @@
 //! path, wrong method, unreadable query or path): a last layer turns any other error body into a
 //! problem document.
 
+pub mod access;
 pub mod auth_limit;
 pub mod health;
 pub mod openapi;
@@ -165,10 +166,14 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/openapi.json", get(openapi::openapi_json))
-        .fallback(problem::not_found)
+        .route_layer(axum::middleware::from_fn(access::log_matched))
+        .fallback(axum::handler::Handler::layer(
+            problem::not_found,
+            axum::middleware::from_fn(access::log_unmatched),
+        ))
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::map_response(problem::ensure_problem))
         .with_state(state);
-    security_headers(api)
+    access::request_ids(security_headers(api))
 }

@@ -6,6 +6,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+/// The `reason` of an error answer, kept on the response for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct Reason(pub &'static str);
+
 #[derive(Debug)]
 pub struct Problem {
     pub status: StatusCode,
@@ -56,6 +60,7 @@ impl IntoResponse for Problem {
             body[k] = v;
         }
         let mut resp = (self.status, body.to_string()).into_response();
+        resp.extensions_mut().insert(Reason(self.reason));
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
