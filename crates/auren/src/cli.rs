@@ -409,6 +409,17 @@ async fn read_log(
     limit: Option<usize>,
 ) -> anyhow::Result<()> {
     let log = backends.log().await?;
+    if follow {
+        // Said on stderr, so stdout stays JSON lines only.
+        eprintln!(
+            "waiting for new records in {topic} (Ctrl-C stops){}",
+            if from == StartAt::End {
+                "; --from-beginning reads what is already there"
+            } else {
+                ""
+            }
+        );
+    }
     let records = log.read(topic, from, follow);
     let mut records = match limit {
         Some(l) => records.take(l).boxed(),
@@ -416,8 +427,17 @@ async fn read_log(
     };
     let stdout = std::io::stdout();
     while let Some(r) = records.next().await {
+        let r = match r {
+            // A topic nothing was ever written to holds no records: an empty read, as
+            // `dlq replay` reports 0, not an error.
+            Err(crate::log::LogError::UnknownTopic(t)) => {
+                eprintln!("{t}: nothing was ever written to this topic");
+                return Ok(());
+            }
+            r => r?,
+        };
         let mut out = stdout.lock();
-        print_record(&mut out, r?)?;
+        print_record(&mut out, r)?;
         out.flush()?;
     }
     Ok(())

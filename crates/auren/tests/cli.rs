@@ -198,3 +198,77 @@ fn config_show_prints_effective_settings_with_secrets_redacted() {
     let (ok, _, stderr) = auren(&["config", "show", "--config", file.to_str().unwrap()], &[]);
     assert!(!ok && stderr.contains("log.event_topic"), "{stderr}");
 }
+
+/// The README's PostgreSQL step on a database that does not exist yet: `auren migrate` creates
+/// it, and says nothing of PostgreSQL's notices.
+#[tokio::test]
+async fn migrate_creates_a_missing_database_quietly() {
+    let admin = postgres_admin_url();
+    let name = unique("auren_fresh");
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let (ok, stdout, stderr) = auren(
+        &["migrate"],
+        &[("POSTGRES_URL", url.as_str()), ("RUST_LOG", "info")],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("migrations applied (postgres)"), "{stdout}");
+    // Again, on the now existing database: no "already exists, skipping" notice.
+    let (ok, _, stderr) = auren(
+        &["migrate"],
+        &[("POSTGRES_URL", url.as_str()), ("RUST_LOG", "info")],
+    );
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("already exists"), "{stderr}");
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("the database exists");
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'log_identity'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(tables, 1);
+}
+
+#[tokio::test]
+async fn log_read_of_a_topic_never_written_is_empty_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("AUREN_DATA_DIR", dir.path().to_str().unwrap())];
+    let (ok, stdout, stderr) = auren(
+        &[
+            "log",
+            "read",
+            "--from-beginning",
+            "--topic",
+            "biometric-events.dlq",
+        ],
+        &env,
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(stderr.contains("nothing was ever written"), "{stderr}");
+    // Without --from-beginning it waits for new records, and says so on stderr.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_auren"))
+        .args(["log", "read"])
+        .env("AUREN_DATA_DIR", dir.path())
+        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut first = String::new();
+    let mut buf = [0u8; 256];
+    use std::io::Read;
+    while !first.contains('\n') {
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(n > 0, "log read ended without saying it waits");
+        first.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(first.contains("waiting for new records"), "{first}");
+    assert!(first.contains("--from-beginning"), "{first}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

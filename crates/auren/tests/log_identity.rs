@@ -181,3 +181,19 @@ async fn a_log_rolled_back_behind_the_stored_offsets_refuses_start() {
     assert!(err.contains("beyond the end"), "{err}");
     assert!(err.contains("auren log adopt"), "{err}");
 }
+
+#[tokio::test]
+async fn a_second_service_on_the_same_log_names_the_holder_and_the_way_out() {
+    let app = TestApp::spawn(Options::default()).await;
+    assert_eq!(app.post_whoop(&whoop_body("held")).await.status(), 200);
+    let err = match build(&app.args).await {
+        Ok(_) => panic!("one process owns an embedded log"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains(&format!("held by auren process {}", std::process::id())),
+        "{err}"
+    );
+    assert!(err.contains("AUREN_DATA_DIR"), "{err}");
+    app.stop().await;
+}

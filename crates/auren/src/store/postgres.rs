@@ -15,11 +15,23 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// Connects, creating the database when it does not exist yet (the role may; when it may
+    /// not, the error names the database), and applies the migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        use sqlx::migrate::MigrateDatabase;
+        if !sqlx::Postgres::database_exists(url).await.unwrap_or(true) {
+            sqlx::Postgres::create_database(url).await?;
+            tracing::info!("created the PostgreSQL database named in POSTGRES_URL");
+        }
+        // PostgreSQL's NOTICEs (`relation ... already exists, skipping` on every start) are not
+        // worth a log line.
+        let options = url
+            .parse::<sqlx::postgres::PgConnectOptions>()?
+            .options([("client_min_messages", "warning")]);
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(3))
-            .connect(url)
+            .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })

@@ -351,14 +351,31 @@ impl EmbeddedLog {
             LogError::Unavailable(format!("{what} {}: {e}", self.dir.display()))
         };
         std::fs::create_dir_all(&self.dir).map_err(|e| unavailable("creating", e))?;
-        let lock = std::fs::File::create(self.dir.join(LOCK_FILE))
+        // Opened without truncating: the holder's PID in it must survive a refused second open.
+        let mut lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.dir.join(LOCK_FILE))
             .map_err(|e| unavailable("locking", e))?;
         if lock.try_lock().is_err() {
+            let holder = std::fs::read_to_string(self.dir.join(LOCK_FILE)).unwrap_or_default();
+            let holder = match holder.trim() {
+                "" => "another auren process".to_string(),
+                pid => format!("auren process {pid}"),
+            };
             return Err(LogError::Unavailable(format!(
-                "the embedded log in {} is in use by another auren process; run ingest and bridge \
-                 together with `auren serve`, or use Kafka to run them apart",
-                self.dir.display()
+                "the embedded log in {dir} is held by {holder}. One process owns an embedded log: \
+                 stop that one, or give this one its own directory with AUREN_DATA_DIR (or \
+                 --data-dir); to run ingest and bridges as separate processes, use Kafka",
+                dir = self.dir.display()
             )));
+        }
+        {
+            use std::io::Write;
+            let _ = lock.set_len(0);
+            let _ = write!(lock, "{}", std::process::id());
         }
         let conn = open(&self.path())?;
         let file = file_id(&self.path()).map_err(|e| unavailable("opening", e))?;
