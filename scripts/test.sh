@@ -25,6 +25,8 @@ export AUREN_TEST_REDIS=redis://127.0.0.1:6379/0
 AUREN_TEST_CONTRACT_VENV=$(ensure_venv contract)
 export AUREN_TEST_CONTRACT_VENV
 cargo test --workspace --all-targets "$@"
+# The declared minimum Rust version is true for every locked dependency.
+python3 scripts/check-msrv.py
 # Deployment files (Kubernetes, compose, alerts, dashboard) against their schemas and the code.
 bash scripts/validate-deploy.sh
 # The example LangGraph agent against a real `langgraph dev` server.

@@ -67,6 +67,11 @@ enum Command {
     },
     /// Run a JSON-lines file of events through the mode engine offline; print the timeline.
     Replay(crate::replay::ReplayArgs),
+    /// Print a shell completion script (e.g. `auren completions bash > /etc/bash_completion.d/auren`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args, Serialize, Deserialize)]
@@ -373,6 +378,10 @@ fn run_cli() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay(args) => crate::replay::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "auren", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 

@@ -272,3 +272,16 @@ async fn log_read_of_a_topic_never_written_is_empty_not_an_error() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn completions_for_each_shell_name_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (ok, stdout, stderr) = auren(&["completions", shell], &[]);
+        assert!(ok, "{shell}: {stderr}");
+        for word in ["serve", "bridge", "migrate", "adopt"] {
+            assert!(stdout.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let (ok, _, stderr) = auren(&["completions", "cmd.exe"], &[]);
+    assert!(!ok && stderr.contains("invalid value"), "{stderr}");
+}
