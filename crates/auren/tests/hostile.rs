@@ -705,3 +705,41 @@ async fn the_access_log_names_routes_statuses_and_reasons_but_no_user_id() {
         "{log}"
     );
 }
+
+/// `/ready` turns 503 while every processing slot stays taken (here: the one slot waits on a
+/// log held by another writer), and back to 200 once one frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_503_while_every_processing_slot_stays_taken() {
+    let app = TestApp::spawn(Options {
+        max_concurrent_events: Some(1),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(app.post_whoop(&whoop_body("first")).await.status(), 200);
+    // Another writer holds the log's file: the next append waits, holding the only slot.
+    let db = rusqlite::Connection::open(app.data_dir.path().join("events.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let slow = {
+        let (client, url, body) = (
+            app.client.clone(),
+            app.url("/webhooks/whoop"),
+            whoop_body("waits-for-the-log"),
+        );
+        tokio::spawn(async move {
+            let mut req = client.post(url).body(body.clone());
+            for (k, v) in whoop_headers(WHOOP_SECRET, &now_millis(), &body) {
+                req = req.header(k, v);
+            }
+            req.send().await.unwrap().status().as_u16()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, p) = problem(app.client.get(app.url("/ready")).send().await.unwrap()).await;
+    assert_eq!((status, p["reason"].as_str().unwrap()), (503, "overloaded"));
+    db.execute_batch("COMMIT").unwrap();
+    drop(db);
+    assert_eq!(slow.await.unwrap(), 200);
+    let r = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+}
