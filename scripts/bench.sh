@@ -16,7 +16,11 @@ which_log=${1:-all}
 : "${DURATION:=15}" "${CONNECTIONS:=64}" "${PACED_CONNECTIONS:=23}" "${PACED_DELAY_MS:=10}"
 : "${SLOW_CLIENTS:=200}"
 command -v wrk >/dev/null || apt_install wrk
-cargo build --release -p auren >&2
+# AUREN_BIN=path measures that binary instead (an A/B against another build).
+if [ -z "${AUREN_BIN:-}" ]; then
+  cargo build --release -p auren >&2
+  AUREN_BIN=target/release/auren
+fi
 out=bench-out; mkdir -p "$out"
 export AUREN_BENCH_DIR="$PWD/scripts/bench"
 SECRET=bench-whoop-secret
@@ -34,9 +38,9 @@ run_service() { # log-kind
     start_tansu "$(ensure_tansu_built "${TANSU_PROFILE:-release}")" 19092
     BENCH_TANSU_PID=$TANSU_PID
     env+=(KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092)
-    env "${env[@]}" target/release/auren topics create --partitions 3 >/dev/null
+    env "${env[@]}" "$AUREN_BIN" topics create --partitions 3 >/dev/null
   fi
-  env "${env[@]}" target/release/auren serve >"$out/serve-$1.log" 2>&1 &
+  env "${env[@]}" "$AUREN_BIN" serve >"$out/serve-$1.log" 2>&1 &
   SERVICE_PID=$!
   wait_port 127.0.0.1 $PORT 30
   SERVICE_DIR=$dir

@@ -21,7 +21,6 @@ use crate::settings::HttpSettings;
 use crate::shutdown::Shutdown;
 use axum::extract::ConnectInfo;
 use axum::Router;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
@@ -94,6 +93,31 @@ impl Activity {
 
 /// Held by a request until its response body is dropped (sent or abandoned).
 struct BusyGuard(Arc<Activity>);
+
+/// A response body holding its request's [`BusyGuard`]. Size and end are the inner body's, so
+/// hyper writes a complete answer at once as it would without the guard.
+struct Guarded {
+    inner: axum::body::Body,
+    _guard: BusyGuard,
+}
+
+impl axum::body::HttpBody for Guarded {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
@@ -243,10 +267,10 @@ async fn serve_connection(
             // The guard lives as long as the response body, so a streaming response keeps the
             // connection busy until its last byte.
             Ok::<_, std::convert::Infallible>(resp.map(|body| {
-                axum::body::Body::new(body.map_frame(move |f| {
-                    let _ = &guard;
-                    f
-                }))
+                axum::body::Body::new(Guarded {
+                    inner: body,
+                    _guard: guard,
+                })
             }))
         }
     });
@@ -256,25 +280,31 @@ async fn serve_connection(
         .serve_connection(io, service)
         .with_upgrades();
     tokio::pin!(conn);
-    let mut ticker = tokio::time::interval(tick);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Made once: every wake-up of the connection polls these too, so they must be cheap to poll
+    // and must not register anew each time.
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    let check = tokio::time::sleep(tick);
+    tokio::pin!(check);
     let mut draining = false;
     loop {
         tokio::select! {
+            biased;
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 return;
             }
-            _ = ticker.tick() => {
+            () = &mut check => {
                 if let Some(reason) = activity.expired(&limits) {
                     metrics::counter!("auren_http_connections_closed_total", "reason" => reason)
                         .increment(1);
                     return; // dropping the connection closes the socket
                 }
+                check.as_mut().reset(tokio::time::Instant::now() + tick);
             }
-            _ = shutdown.wait(), if !draining => {
+            () = &mut stop, if !draining => {
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
