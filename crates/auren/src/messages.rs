@@ -26,15 +26,15 @@ pub struct SwitchMessage {
     pub thread_id: String,
     pub user_id: String,
     pub user_pseudonym: String,
-    #[schema(value_type = crate::http::openapi::ModeDoc)]
+    #[schema(value_type = ModeDoc)]
     pub from_mode: Mode,
-    #[schema(value_type = crate::http::openapi::ModeDoc)]
+    #[schema(value_type = ModeDoc)]
     pub to_mode: Mode,
     pub at: DateTime<Utc>,
     pub confidence: f64,
-    #[schema(value_type = Vec<crate::http::openapi::ReasonDoc>)]
+    #[schema(value_type = Vec<ReasonDoc>)]
     pub reasons: Vec<Reason>,
-    #[schema(value_type = crate::http::openapi::SnapshotDoc)]
+    #[schema(value_type = SnapshotDoc)]
     pub snapshot: Snapshot,
     pub calibrating: bool,
     #[schema(value_type = String)]
@@ -127,13 +127,13 @@ pub struct SeriesPoint {
 pub struct StateView {
     pub user_pseudonym: String,
     pub thread_id: String,
-    #[schema(value_type = crate::http::openapi::ModeDoc)]
+    #[schema(value_type = ModeDoc)]
     pub mode: Mode,
     pub confidence: f64,
     pub mode_since: Option<DateTime<Utc>>,
     pub calibrating: bool,
     pub baselines: Baselines,
-    #[schema(value_type = crate::http::openapi::SnapshotDoc)]
+    #[schema(value_type = SnapshotDoc)]
     pub latest: Snapshot,
     pub events: u64,
     pub anomalies: u32,
@@ -244,4 +244,53 @@ mod tests {
         assert!(matches!(Original::of(&[0xff]), Original::Bytes { .. }));
         assert!(matches!(Original::of(b"ok"), Original::Text(_)));
     }
+}
+
+// Mirrors of the pure core's JSON, for the API description (`/openapi.json`).
+
+/// A cognitive mode.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms)]
+pub enum ModeDoc {
+    REFLEX,
+    GUARDIAN,
+    PATTERN,
+    HYPOTHESIS,
+}
+
+/// The readings at a decision; only those known are present.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SnapshotDoc {
+    #[schema(nullable = false)]
+    pub heart_rate: Option<f64>,
+    #[schema(nullable = false)]
+    pub hrv_rmssd: Option<f64>,
+    #[schema(nullable = false)]
+    pub hrv_sdnn: Option<f64>,
+    #[schema(nullable = false)]
+    pub resting_heart_rate: Option<f64>,
+    #[schema(nullable = false)]
+    pub stress_level: Option<f64>,
+    #[schema(nullable = false)]
+    pub recovery_score: Option<f64>,
+    #[schema(nullable = false)]
+    pub temperature_deviation: Option<f64>,
+    #[schema(nullable = false)]
+    pub body_temperature: Option<f64>,
+    #[schema(nullable = false)]
+    pub wrist_temperature: Option<f64>,
+}
+
+/// One piece of evidence for a switch.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ReasonDoc {
+    pub rule: String,
+    #[schema(nullable = false)]
+    pub metric: Option<String>,
+    pub value: f64,
+    #[schema(nullable = false)]
+    pub baseline: Option<f64>,
+    pub threshold: f64,
 }

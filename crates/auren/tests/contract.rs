@@ -44,7 +44,8 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     std::fs::write(&config, "[parameters]\nuser_id = \"contract-user\"\n").unwrap();
     for fixed_user in [false, true] {
         let mut cmd = tokio::process::Command::new(format!("{venv}/bin/schemathesis"));
-        cmd.arg("--no-color");
+        // Its cache (and any failures it would replay) stays in this test's scratch directory.
+        cmd.current_dir(app.data_dir.path()).arg("--no-color");
         if fixed_user {
             cmd.arg("--config-file").arg(&config);
         }

@@ -2,8 +2,8 @@
 //! (`utoipa`), served at `/openapi.json`. The test suite runs schemathesis against the live
 //! service with it: no 5xx, every status documented, every body matching its schema.
 //!
-//! Types of the pure core (modes, readings, reasons) are described here by mirrors of their JSON,
-//! so the core stays free of this crate; the answer types of this crate derive their schema.
+//! Types of the pure core (modes, readings, reasons) are described by mirrors of their JSON beside
+//! the messages that carry them ([`crate::messages`]), so the core stays free of this crate.
 
 use axum::Json;
 use serde::Serialize;
@@ -42,53 +42,6 @@ pub struct RejectionDoc {
     pub sample_type: Option<String>,
     pub reason: String,
     pub detail: String,
-}
-
-/// A cognitive mode.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code, clippy::upper_case_acronyms)]
-pub enum ModeDoc {
-    REFLEX,
-    GUARDIAN,
-    PATTERN,
-    HYPOTHESIS,
-}
-
-/// The readings at a decision; only those known are present.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct SnapshotDoc {
-    #[schema(nullable = false)]
-    pub heart_rate: Option<f64>,
-    #[schema(nullable = false)]
-    pub hrv_rmssd: Option<f64>,
-    #[schema(nullable = false)]
-    pub hrv_sdnn: Option<f64>,
-    #[schema(nullable = false)]
-    pub resting_heart_rate: Option<f64>,
-    #[schema(nullable = false)]
-    pub stress_level: Option<f64>,
-    #[schema(nullable = false)]
-    pub recovery_score: Option<f64>,
-    #[schema(nullable = false)]
-    pub temperature_deviation: Option<f64>,
-    #[schema(nullable = false)]
-    pub body_temperature: Option<f64>,
-    #[schema(nullable = false)]
-    pub wrist_temperature: Option<f64>,
-}
-
-/// One piece of evidence for a switch.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct ReasonDoc {
-    pub rule: String,
-    #[schema(nullable = false)]
-    pub metric: Option<String>,
-    pub value: f64,
-    #[schema(nullable = false)]
-    pub baseline: Option<f64>,
-    pub threshold: f64,
 }
 
 /// Answer to one vendor notification.
@@ -205,7 +158,8 @@ impl Modify for Security {
         openapi_json,
     ),
     components(schemas(
-        ProblemDoc, RejectionDoc, ModeDoc, SnapshotDoc, ReasonDoc, NotificationAnswer, PushAnswer,
+        ProblemDoc, RejectionDoc, crate::messages::ModeDoc, crate::messages::SnapshotDoc,
+        crate::messages::ReasonDoc, NotificationAnswer, PushAnswer,
         ChallengeAnswer, HistoryAnswer, KeyAnswer, StatusAnswer, ReadyAnswer, ReloadAnswer,
         HealthKitPushDoc,
     )),
