@@ -194,7 +194,6 @@ pub async fn serve(
     };
     let tick = Duration::from_millis((limits.header_read.min(limits.idle) / 4).clamp(20, 1000));
     let slots = Arc::new(Semaphore::new(settings.max_connections as usize));
-    let open = Arc::new(AtomicUsize::new(0));
     let connections = tokio_util::task::TaskTracker::new();
     let gauge = metrics::gauge!("auren_http_connections");
     loop {
@@ -216,17 +215,10 @@ pub async fn serve(
             _ = shutdown.wait() => break,
         };
         let _ = stream.set_nodelay(true);
-        let (router, shutdown, open, gauge) = (
-            router.clone(),
-            shutdown.clone(),
-            open.clone(),
-            gauge.clone(),
-        );
-        open.fetch_add(1, Ordering::Relaxed);
+        let (router, shutdown, gauge) = (router.clone(), shutdown.clone(), gauge.clone());
         gauge.increment(1.0);
         connections.spawn(async move {
             serve_connection(stream, peer, router, limits, tick, shutdown).await;
-            open.fetch_sub(1, Ordering::Relaxed);
             gauge.decrement(1.0);
             drop(permit);
         });
@@ -237,7 +229,7 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!(
-            open = open.load(Ordering::Relaxed),
+            open = connections.len(),
             "connections still open after the shutdown grace period; closing them"
         );
     }

@@ -327,14 +327,12 @@ async fn authenticate(
     headers: &HeaderMap,
 ) -> Result<String, Problem> {
     state.inner.auth.check(ip)?;
-    let key = super::bearer_token(headers)
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| {
-            Problem::unauthorized(
-                "missing_api_key",
-                "send the user's key as Authorization: Bearer <key>",
-            )
-        })?;
+    let key = super::bearer_token(headers).ok_or_else(|| {
+        Problem::unauthorized(
+            "missing_api_key",
+            "send the user's key as Authorization: Bearer <key>",
+        )
+    })?;
     match state.inner.user_for_key(key).await {
         Ok(Some(user)) => Ok(user),
         Ok(None) => Err(state.inner.auth.failed(
