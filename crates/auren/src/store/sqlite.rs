@@ -16,10 +16,11 @@ use std::sync::{Arc, Mutex};
 pub const FILE_NAME: &str = "state.db";
 
 /// The migrations, in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("../../migrations/sqlite/20261126000001_api_keys.sql"),
     include_str!("../../migrations/sqlite/20261126000002_bridge_state.sql"),
     include_str!("../../migrations/sqlite/20261202000001_log_identity.sql"),
+    include_str!("../../migrations/sqlite/20261203000001_history_seq.sql"),
 ];
 
 pub struct SqliteStore {
