@@ -6,6 +6,7 @@
 //! problem document.
 
 pub mod access;
+pub mod admin_webhooks;
 pub mod auth_limit;
 pub mod health;
 pub mod openapi;
@@ -54,6 +55,8 @@ pub struct Inner {
     pub auth: auth_limit::AuthLimiter,
     /// Positive key lookups, so a push does not cost a database round trip.
     pub key_cache: moka::sync::Cache<String, String>,
+    pub deliveries: Arc<dyn crate::store::DeliveryStore>,
+    pub webhook_allow_private: bool,
 }
 
 /// How long a key lookup is trusted before the store is asked again.
@@ -163,6 +166,18 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{user_id}/modes", get(users::user_modes))
         .route("/admin/reload", post(users::reload))
         .route("/admin/users/{user_id}/keys", post(users::issue_key))
+        .route(
+            "/admin/webhooks",
+            get(admin_webhooks::list).post(admin_webhooks::create),
+        )
+        .route(
+            "/admin/webhooks/{id}",
+            axum::routing::delete(admin_webhooks::delete),
+        )
+        .route(
+            "/admin/webhooks/{id}/attempts",
+            get(admin_webhooks::attempts),
+        )
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/openapi.json", get(openapi::openapi_json))
