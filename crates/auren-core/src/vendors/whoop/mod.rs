@@ -4,6 +4,7 @@
 //! (`signature.rs` holds `sign` and `verify` side by side). Bodies carry ids only.
 //! Deliveries repeat, so `trace_id` is the idempotency key; creates arrive as `*.updated`.
 
+pub mod data;
 mod signature;
 
 pub use signature::{
