@@ -23,6 +23,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Service {
     pub state: AppState,
+    /// The fetch-after-notify worker, run beside the bridge.
+    fetcher: Option<crate::connect::fetch::Fetcher>,
     bridge: Option<(Bridge, Deliveries)>,
     backends: Arc<Backends>,
     http: crate::settings::HttpSettings,
@@ -95,6 +97,23 @@ impl Service {
             }
             false => None,
         };
+        let connections = Arc::new(crate::connect::Connections::new(
+            &settings.vendors,
+            settings.http.http_addr,
+            &secrets,
+            backends.stores().await?.connections,
+        )?);
+        let fetcher = match with_bridge {
+            true => Some(crate::connect::fetch::Fetcher {
+                connections: connections.clone(),
+                log: log.clone(),
+                offsets: backends.state_store().await?,
+                pseudonyms: pseudonyms.clone(),
+                topic: settings.log.events_topic.clone(),
+                group: settings.vendors.fetch_group.clone(),
+            }),
+            false => None,
+        };
         let state = AppState {
             inner: Arc::new(Inner {
                 secrets,
@@ -116,11 +135,13 @@ impl Service {
                 key_cache: http::key_cache(),
                 deliveries: backends.stores().await?.deliveries,
                 webhook_allow_private: settings.bridge.delivery.webhook_allow_private,
+                connections,
             }),
         };
         tracing::info!(backends = %backends.describe(), "backends ready");
         Ok(Self {
             state,
+            fetcher,
             bridge,
             backends,
             http: settings.http.clone(),
@@ -138,6 +159,9 @@ impl Service {
         if let Some((bridge, deliveries)) = self.bridge {
             deliveries.spawn(&shutdown);
             shutdown.spawn("bridge", bridge.run(shutdown.clone()));
+        }
+        if let Some(fetcher) = self.fetcher {
+            shutdown.spawn("vendor-fetch", fetcher.run(shutdown.clone()));
         }
         shutdown.spawn("metrics", serve_metrics(metrics, shutdown.clone()));
         tracing::info!(addr = %api.local_addr()?, "listening for webhooks");

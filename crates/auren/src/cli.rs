@@ -67,11 +67,23 @@ enum Command {
     },
     /// Run a JSON-lines file of events through the mode engine offline; print the timeline.
     Replay(crate::replay::ReplayArgs),
+    /// Tools for a local setup without vendor accounts.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
     /// Print a shell completion script (e.g. `auren completions bash > /etc/bash_completion.d/auren`).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Run a fake WHOOP API (OAuth2 with rotating refresh tokens, profile, sleeps, recoveries,
+    /// failure injection under /_fake) on a local port; point WHOOP_API_BASE_URL at it.
+    FakeVendors(crate::vendors_fake::FakeVendorsArgs),
 }
 
 #[derive(clap::Args, Serialize, Deserialize)]
@@ -384,6 +396,9 @@ fn run_cli() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay(args) => crate::replay::run(args),
+        Command::Dev {
+            command: DevCommand::FakeVendors(args),
+        } => rt.block_on(crate::vendors_fake::run(args)),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "auren", &mut std::io::stdout());
             Ok(())

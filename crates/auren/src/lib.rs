@@ -21,6 +21,8 @@
 //! - [`reload`]: the thresholds file in force, and its hot reload.
 //! - [`shutdown`]: one signal every long-running piece stops on, and the drain after it.
 //! - [`app`]: `serve` and `bridge`, the long-running commands; [`cli`]: every command.
+//! - [`connect`]: users' OAuth2 connections to Oura and WHOOP, and the fetch-after-notify
+//!   worker; [`vendors_fake`]: a fake WHOOP API for tests and newcomers.
 //! - [`dlq`]: dead-letter replay; [`replay`]: a scenario file through the engine offline;
 //!   [`simulate`]: realistic signed traffic for a running service;
 //!   [`telemetry`]: metrics and log lines.
@@ -33,6 +35,7 @@ pub mod app;
 pub mod bridge;
 pub mod cache;
 pub mod cli;
+pub mod connect;
 pub mod crypto;
 pub mod delivery;
 pub mod dlq;
@@ -47,3 +50,4 @@ pub mod shutdown;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod vendors_fake;

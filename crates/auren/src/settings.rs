@@ -371,6 +371,50 @@ pub struct TelemetrySettings {
     pub log_format: String,
 }
 
+/// Vendor data sources reached with a user's OAuth2 tokens (issue 8). A vendor whose client id
+/// is unset cannot be connected. The base URLs default to the real hosts; a test or a local
+/// fake (`auren dev fake-vendors`) stands in by changing them.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct VendorSettings {
+    /// WHOOP OAuth2 client id (its secret is WHOOP_CLIENT_SECRET); unset: WHOOP not connectable.
+    #[arg(long, env = "WHOOP_CLIENT_ID")]
+    pub whoop_client_id: Option<String>,
+    /// Oura OAuth2 client id (its secret is OURA_CLIENT_SECRET); unset: Oura not connectable.
+    #[arg(long, env = "OURA_CLIENT_ID")]
+    pub oura_client_id: Option<String>,
+    /// This service's public base URL, for the OAuth2 redirect URIs
+    /// (`<url>/connect/<vendor>/callback`); default: http://localhost:<port of AUREN_HTTP_ADDR>.
+    #[arg(long, env = "AUREN_PUBLIC_URL")]
+    pub public_url: Option<url::Url>,
+    /// WHOOP host: `/oauth/oauth2/...` and `/developer/v2/...` live under it.
+    #[arg(
+        long,
+        env = "WHOOP_API_BASE_URL",
+        default_value = "https://api.prod.whoop.com"
+    )]
+    pub whoop_api_base_url: url::Url,
+    /// Oura API host (token endpoint and `/v2/usercollection/...`).
+    #[arg(
+        long,
+        env = "OURA_API_BASE_URL",
+        default_value = "https://api.ouraring.com"
+    )]
+    pub oura_api_base_url: url::Url,
+    /// Oura's authorize page.
+    #[arg(
+        long,
+        env = "OURA_AUTHORIZE_URL",
+        default_value = "https://cloud.ouraring.com/oauth/authorize"
+    )]
+    pub oura_authorize_url: url::Url,
+    /// Consumer group of the fetch-after-notify worker on the events topic.
+    #[arg(long, env = "AUREN_FETCH_GROUP", default_value = "auren-vendor-fetch")]
+    pub fetch_group: String,
+    /// Deadline of one request to a vendor.
+    #[arg(long, env = "AUREN_VENDOR_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub vendor_timeout_ms: u64,
+}
+
 /// Every group: what `auren serve` takes and `auren config show` prints.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct Settings {
@@ -394,6 +438,8 @@ pub struct Settings {
     pub secrets: SecretSettings,
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
+    #[command(flatten)]
+    pub vendors: VendorSettings,
 }
 
 /// The groups the composition root opens backends from.

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod admin_webhooks;
 pub mod auth_limit;
+pub mod connect;
 pub mod health;
 pub mod openapi;
 pub mod problem;
@@ -57,6 +58,8 @@ pub struct Inner {
     pub key_cache: moka::sync::Cache<String, String>,
     pub deliveries: Arc<dyn crate::store::DeliveryStore>,
     pub webhook_allow_private: bool,
+    /// Users' vendor connections (OAuth2), for `/connect/...`.
+    pub connections: Arc<crate::connect::Connections>,
 }
 
 /// How long a key lookup is trusted before the store is asked again.
@@ -178,6 +181,12 @@ pub fn router(state: AppState) -> Router {
             "/admin/webhooks/{id}/attempts",
             get(admin_webhooks::attempts),
         )
+        .route(
+            "/connect/{vendor}",
+            get(connect::start).delete(connect::disconnect),
+        )
+        .route("/connect/{vendor}/callback", get(connect::callback))
+        .route("/users/{user_id}/connections", get(connect::list))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/openapi.json", get(openapi::openapi_json))

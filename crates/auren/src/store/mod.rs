@@ -247,12 +247,75 @@ pub trait DeliveryStore: Send + Sync + 'static {
     ) -> Result<Vec<WebhookAttempt>, StoreError>;
 }
 
+/// A user's link to a vendor account, with its OAuth2 tokens sealed by the token key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VendorConnection {
+    pub vendor: String,
+    pub user_id: String,
+    pub vendor_user_id: String,
+    pub access_sealed: String,
+    pub refresh_sealed: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub scope: String,
+    /// `connected`, or `revoked` (the vendor refused a refresh: the user must connect again).
+    pub status: String,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Users' vendor connections (issue 8) and the OAuth2 states already used.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync + 'static {
+    /// Stores a connection, replacing the user's previous one for the vendor and any other
+    /// user's link to the same vendor account (one user per vendor account).
+    async fn upsert_connection(&self, c: &VendorConnection) -> Result<(), StoreError>;
+    async fn connection(
+        &self,
+        vendor: &str,
+        user_id: &str,
+    ) -> Result<Option<VendorConnection>, StoreError>;
+    async fn connection_for_vendor_user(
+        &self,
+        vendor: &str,
+        vendor_user_id: &str,
+    ) -> Result<Option<VendorConnection>, StoreError>;
+    async fn connections_of(&self, user_id: &str) -> Result<Vec<VendorConnection>, StoreError>;
+    /// Replaces the tokens after a refresh (the old refresh token is spent at the vendor).
+    async fn store_tokens(
+        &self,
+        vendor: &str,
+        user_id: &str,
+        access_sealed: &str,
+        refresh_sealed: Option<&str>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Records the connection's health: its status, last error, and last successful sync.
+    async fn set_health(
+        &self,
+        vendor: &str,
+        user_id: &str,
+        status: &str,
+        last_error: Option<&str>,
+        synced_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+    /// False when there was none.
+    async fn delete_connection(&self, vendor: &str, user_id: &str) -> Result<bool, StoreError>;
+    /// Marks an OAuth2 state nonce used; false when it already was (a replay).
+    async fn consume_oauth_state(
+        &self,
+        nonce: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
 /// The state store, seen through each of its roles.
 #[derive(Clone)]
 pub struct Stores {
     pub keys: Arc<dyn KeyStore>,
     pub state: Arc<dyn StateStore>,
     pub deliveries: Arc<dyn DeliveryStore>,
+    pub connections: Arc<dyn ConnectionStore>,
 }
 
 /// Opens (and migrates) the store the settings name: PostgreSQL when a URL is set, else SQLite
@@ -268,7 +331,8 @@ pub async fn open(data: &DataSettings, settings: &StoreSettings) -> anyhow::Resu
             Stores {
                 keys: s.clone(),
                 state: s.clone(),
-                deliveries: s,
+                deliveries: s.clone(),
+                connections: s,
             }
         }
         None => {
@@ -278,7 +342,8 @@ pub async fn open(data: &DataSettings, settings: &StoreSettings) -> anyhow::Resu
             Stores {
                 keys: s.clone(),
                 state: s.clone(),
-                deliveries: s,
+                deliveries: s.clone(),
+                connections: s,
             }
         }
     })

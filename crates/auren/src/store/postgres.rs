@@ -12,6 +12,8 @@ use sqlx::types::Json;
 use sqlx::Row;
 use std::time::Duration;
 
+mod connections;
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PgStore {

@@ -17,15 +17,18 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+mod connections;
+
 pub const FILE_NAME: &str = "state.db";
 
 /// The migrations, in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("../../migrations/sqlite/20261126000001_api_keys.sql"),
     include_str!("../../migrations/sqlite/20261126000002_bridge_state.sql"),
     include_str!("../../migrations/sqlite/20261202000001_log_identity.sql"),
     include_str!("../../migrations/sqlite/20261203000001_history_seq.sql"),
     include_str!("../../migrations/sqlite/20261203000002_delivery.sql"),
+    include_str!("../../migrations/sqlite/20261203000040_vendor_connections.sql"),
 ];
 
 pub struct SqliteStore {

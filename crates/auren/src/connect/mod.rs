@@ -1,0 +1,513 @@
+//! Users' OAuth2 connections to the vendors that only notify (WHOOP now; Oura's settings are
+//! read but its flow is not built yet), and the worker that fetches what they notify about
+//! ([`fetch`]).
+//!
+//! The `state` of an authorize request is the user and vendor sealed with the token key, with
+//! a nonce and an expiry: it cannot be forged or read without the key, it binds the callback to
+//! the user who started it, and the nonce is recorded when used so a replay is refused on every
+//! instance. Tokens are stored sealed ([`crate::crypto`]) and never logged.
+//!
+//! WHOOP's refresh token rotates: the refresh that spends it must store the new pair before
+//! anything else uses it, so refreshes of one user are serialised (in-process here; several
+//! instances would need a lock in the store, which is not built yet). A refresh the vendor
+//! refuses with 400/401 means the user revoked us: the connection is marked `revoked` and not
+//! refreshed again until the user connects anew.
+
+pub mod fetch;
+
+use crate::crypto::TokenKey;
+use crate::settings::{Secrets, VendorSettings};
+use crate::store::{ConnectionStore, StoreError, VendorConnection};
+use auren_core::model::Vendor;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Every WHOOP scope the fetches need; `offline` is what yields a refresh token at all.
+pub const WHOOP_SCOPES: &str =
+    "offline read:recovery read:cycles read:sleep read:workout read:profile read:body_measurement";
+/// How long an authorize request may take before its callback is refused.
+const STATE_TTL_SECONDS: i64 = 600;
+/// Refresh this long before the vendor's `expires_in` runs out.
+const REFRESH_AHEAD_SECONDS: i64 = 300;
+
+pub const CONNECTED: &str = "connected";
+pub const REVOKED: &str = "revoked";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("unknown vendor (connectable: whoop)")]
+    UnknownVendor,
+    #[error("{0} is not configured on this service (its client id is not set)")]
+    NotConfigured(&'static str),
+    #[error("connecting {0} is not implemented yet")]
+    NotImplemented(&'static str),
+    #[error("AUREN_TOKEN_KEY is not set: vendor tokens cannot be stored")]
+    NoTokenKey,
+    #[error("the state is {0}")]
+    BadState(&'static str),
+    #[error("the vendor refused: {0}")]
+    Refused(String),
+    #[error("the vendor is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the vendor limits our requests")]
+    RateLimited(Option<Duration>),
+    #[error("the vendor has no such object")]
+    NotFound,
+    #[error("the user has no connection to this vendor")]
+    NotConnected,
+    #[error("the connection was revoked at the vendor; the user must connect again")]
+    Revoked,
+    #[error("the state store failed")]
+    Store(#[from] StoreError),
+}
+
+impl ConnectError {
+    /// Short machine-readable reason, also a bounded metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ConnectError::UnknownVendor => "unknown_vendor",
+            ConnectError::NotConfigured(_) => "vendor_not_configured",
+            ConnectError::NotImplemented(_) => "vendor_not_implemented",
+            ConnectError::NoTokenKey => "no_token_key",
+            ConnectError::BadState(_) => "invalid_state",
+            ConnectError::Refused(_) => "vendor_refused",
+            ConnectError::Unavailable(_) => "vendor_unavailable",
+            ConnectError::RateLimited(_) => "vendor_rate_limited",
+            ConnectError::NotFound => "vendor_not_found",
+            ConnectError::NotConnected => "not_connected",
+            ConnectError::Revoked => "connection_revoked",
+            ConnectError::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+/// The vendor named in a path.
+pub fn vendor_of(name: &str) -> Result<Vendor, ConnectError> {
+    match name {
+        "whoop" => Ok(Vendor::Whoop),
+        "oura" => Ok(Vendor::Oura),
+        _ => Err(ConnectError::UnknownVendor),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    /// Vendor.
+    v: String,
+    /// Our user id.
+    u: String,
+    /// Nonce, recorded once used.
+    n: String,
+    /// Expiry, Unix seconds.
+    e: i64,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    expires_in: i64,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// A connection as `GET /users/{id}/connections` shows it: its health, never its tokens.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ConnectionView {
+    pub vendor: String,
+    pub vendor_user_id: String,
+    /// `connected` or `revoked`.
+    pub status: String,
+    pub scope: String,
+    pub connected_at: DateTime<Utc>,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+type RefreshLock = Arc<tokio::sync::Mutex<()>>;
+
+/// The connections service: authorize, callback, disconnect, tokens for the fetches.
+pub struct Connections {
+    settings: VendorSettings,
+    public_url: url::Url,
+    whoop_client_secret: String,
+    key: Option<TokenKey>,
+    store: Arc<dyn ConnectionStore>,
+    http: reqwest::Client,
+    /// One lock per (vendor, user): a rotating refresh token is spent by exactly one refresh.
+    refresh_locks: Mutex<HashMap<(Vendor, String), RefreshLock>>,
+}
+
+impl Connections {
+    pub fn new(
+        settings: &VendorSettings,
+        http_addr: SocketAddr,
+        secrets: &Secrets,
+        store: Arc<dyn ConnectionStore>,
+    ) -> anyhow::Result<Self> {
+        let public_url = match &settings.public_url {
+            Some(u) => u.clone(),
+            None => format!("http://localhost:{}", http_addr.port()).parse()?,
+        };
+        let key = secrets
+            .token_key
+            .as_deref()
+            .map(TokenKey::parse)
+            .transpose()?;
+        Ok(Self {
+            settings: settings.clone(),
+            public_url,
+            whoop_client_secret: secrets.whoop_client_secret.clone(),
+            key,
+            store,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_millis(settings.vendor_timeout_ms))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+            refresh_locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn ConnectionStore> {
+        &self.store
+    }
+
+    fn key(&self) -> Result<&TokenKey, ConnectError> {
+        self.key.as_ref().ok_or(ConnectError::NoTokenKey)
+    }
+
+    fn whoop_client_id(&self) -> Result<&str, ConnectError> {
+        self.settings
+            .whoop_client_id
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .ok_or(ConnectError::NotConfigured("whoop"))
+    }
+
+    /// Only WHOOP is built; Oura answers that it is not configured or not built yet.
+    fn check_vendor(&self, vendor: Vendor) -> Result<(), ConnectError> {
+        match vendor {
+            Vendor::Whoop => self.whoop_client_id().map(|_| ()),
+            Vendor::Oura if self.settings.oura_client_id.is_none() => {
+                Err(ConnectError::NotConfigured("oura"))
+            }
+            Vendor::Oura => Err(ConnectError::NotImplemented("oura")),
+            _ => Err(ConnectError::UnknownVendor),
+        }
+    }
+
+    fn redirect_uri(&self, vendor: Vendor) -> String {
+        let base = self.public_url.as_str().trim_end_matches('/');
+        format!("{base}/connect/{vendor}/callback")
+    }
+
+    fn whoop_url(&self, path: &str) -> String {
+        let base = self
+            .settings
+            .whoop_api_base_url
+            .as_str()
+            .trim_end_matches('/');
+        format!("{base}{path}")
+    }
+
+    /// Where to send the user's browser to grant us access.
+    pub fn authorize_url(&self, vendor: Vendor, user_id: &str) -> Result<url::Url, ConnectError> {
+        self.check_vendor(vendor)?;
+        let state = State {
+            v: vendor.as_str().into(),
+            u: user_id.into(),
+            n: uuid::Uuid::new_v4().simple().to_string(),
+            e: (Utc::now() + ChronoDuration::seconds(STATE_TTL_SECONDS)).timestamp(),
+        };
+        let sealed = self
+            .key()?
+            .seal(&serde_json::to_vec(&state).map_err(|_| ConnectError::BadState("unwritable"))?);
+        let mut url: url::Url = self
+            .whoop_url("/oauth/oauth2/auth")
+            .parse()
+            .map_err(|_| ConnectError::NotConfigured("whoop"))?;
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", self.whoop_client_id()?)
+            .append_pair("redirect_uri", &self.redirect_uri(vendor))
+            .append_pair("scope", WHOOP_SCOPES)
+            .append_pair("state", &sealed);
+        Ok(url)
+    }
+
+    /// Completes a connection: checks the state, exchanges the code, links the vendor account.
+    /// Returns our user id.
+    pub async fn callback(
+        &self,
+        vendor: Vendor,
+        code: &str,
+        state: &str,
+    ) -> Result<String, ConnectError> {
+        self.check_vendor(vendor)?;
+        let plain = self
+            .key()?
+            .open(state)
+            .map_err(|_| ConnectError::BadState("forged or damaged"))?;
+        let st: State = serde_json::from_slice(&plain)
+            .map_err(|_| ConnectError::BadState("forged or damaged"))?;
+        if st.v != vendor.as_str() {
+            return Err(ConnectError::BadState("for another vendor"));
+        }
+        let expires = DateTime::from_timestamp(st.e, 0).unwrap_or_default();
+        if expires < Utc::now() {
+            return Err(ConnectError::BadState("expired"));
+        }
+        if !self.store.consume_oauth_state(&st.n, expires).await? {
+            return Err(ConnectError::BadState("already used"));
+        }
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &self.redirect_uri(vendor)),
+            ("client_id", self.whoop_client_id()?),
+            ("client_secret", &self.whoop_client_secret),
+        ];
+        let tokens = self.token_request(&form).await?;
+        let profile: auren_core::vendors::whoop::data::Profile = self
+            .get_with(&tokens.access_token, "/developer/v2/user/profile/basic")
+            .await
+            .and_then(|b| {
+                auren_core::vendors::whoop::data::parse(&b)
+                    .map_err(|_| ConnectError::Unavailable("unreadable profile".into()))
+            })?;
+        let key = self.key()?;
+        let now = Utc::now();
+        self.store
+            .upsert_connection(&VendorConnection {
+                vendor: vendor.as_str().into(),
+                user_id: st.u.clone(),
+                vendor_user_id: profile.user_id.to_string(),
+                access_sealed: key.seal(tokens.access_token.as_bytes()),
+                refresh_sealed: tokens
+                    .refresh_token
+                    .as_deref()
+                    .map(|r| key.seal(r.as_bytes())),
+                expires_at: now + ChronoDuration::seconds(tokens.expires_in),
+                scope: tokens.scope.unwrap_or_default(),
+                status: CONNECTED.into(),
+                last_sync_at: None,
+                last_error: None,
+                created_at: now,
+            })
+            .await?;
+        metrics::counter!("auren_vendor_connections_total", "vendor" => vendor.as_str(), "outcome" => "connected").increment(1);
+        Ok(st.u)
+    }
+
+    /// Revokes our access at the vendor (WHOOP `DELETE /v2/user/access`) and forgets the tokens.
+    /// The tokens are deleted even when the vendor cannot be reached: the user asked us to stop.
+    pub async fn disconnect(&self, vendor: Vendor, user_id: &str) -> Result<(), ConnectError> {
+        self.check_vendor(vendor)?;
+        if self
+            .store
+            .connection(vendor.as_str(), user_id)
+            .await?
+            .is_none()
+        {
+            return Err(ConnectError::NotConnected);
+        }
+        let revoked = match self.access_token(vendor, user_id, None).await {
+            Ok(t) => self
+                .send(
+                    self.http
+                        .delete(self.whoop_url("/developer/v2/user/access"))
+                        .bearer_auth(t),
+                )
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &revoked {
+            tracing::warn!(vendor = %vendor, reason = e.reason(), "could not revoke at the vendor; deleting the tokens anyway");
+        }
+        self.store
+            .delete_connection(vendor.as_str(), user_id)
+            .await?;
+        metrics::counter!("auren_vendor_connections_total", "vendor" => vendor.as_str(), "outcome" => "disconnected").increment(1);
+        Ok(())
+    }
+
+    pub async fn list(&self, user_id: &str) -> Result<Vec<ConnectionView>, ConnectError> {
+        Ok(self
+            .store
+            .connections_of(user_id)
+            .await?
+            .into_iter()
+            .map(|c| ConnectionView {
+                vendor: c.vendor,
+                vendor_user_id: c.vendor_user_id,
+                status: c.status,
+                scope: c.scope,
+                connected_at: c.created_at,
+                last_sync_at: c.last_sync_at,
+                last_error: c.last_error,
+            })
+            .collect())
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, ConnectError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ConnectError::Unavailable(crate::delivery::describe(&e)))?;
+        let status = resp.status();
+        if status.is_success() {
+            return resp
+                .bytes()
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| ConnectError::Unavailable(crate::delivery::describe(&e)));
+        }
+        Err(match status.as_u16() {
+            401 | 403 => ConnectError::Refused(format!("HTTP {}", status.as_u16())),
+            404 => ConnectError::NotFound,
+            429 => ConnectError::RateLimited(
+                resp.headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs),
+            ),
+            400 => ConnectError::Refused("HTTP 400".into()),
+            s => ConnectError::Unavailable(format!("HTTP {s}")),
+        })
+    }
+
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenResponse, ConnectError> {
+        let body = self
+            .send(
+                self.http
+                    .post(self.whoop_url("/oauth/oauth2/token"))
+                    .form(form),
+            )
+            .await?;
+        serde_json::from_slice(&body)
+            .map_err(|_| ConnectError::Unavailable("unreadable token answer".into()))
+    }
+
+    async fn get_with(&self, token: &str, path: &str) -> Result<Vec<u8>, ConnectError> {
+        self.send(self.http.get(self.whoop_url(path)).bearer_auth(token))
+            .await
+    }
+
+    fn lock_for(&self, vendor: Vendor, user_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.refresh_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks
+            .entry((vendor, user_id.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// A usable access token for the user: the stored one, or a fresh one when it expires soon
+    /// or when `failed` (the token the vendor just refused) is still the stored one.
+    pub async fn access_token(
+        &self,
+        vendor: Vendor,
+        user_id: &str,
+        failed: Option<&str>,
+    ) -> Result<String, ConnectError> {
+        let lock = self.lock_for(vendor, user_id);
+        let _held = lock.lock().await;
+        let key = self.key()?;
+        let c = self
+            .store
+            .connection(vendor.as_str(), user_id)
+            .await?
+            .ok_or(ConnectError::NotConnected)?;
+        if c.status == REVOKED {
+            return Err(ConnectError::Revoked);
+        }
+        let open = |s: &str| {
+            key.open(s)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or(ConnectError::NoTokenKey)
+        };
+        let access = open(&c.access_sealed)?;
+        let stale = c.expires_at <= Utc::now() + ChronoDuration::seconds(REFRESH_AHEAD_SECONDS);
+        // A token that failed but is no longer the stored one was replaced by another refresh
+        // while this one waited for the lock: use the new one.
+        if !stale && failed != Some(access.as_str()) {
+            return Ok(access);
+        }
+        let Some(refresh) = c.refresh_sealed.as_deref().map(open).transpose()? else {
+            self.mark_revoked(
+                vendor,
+                user_id,
+                "no refresh token (the offline scope was not granted)",
+            )
+            .await?;
+            return Err(ConnectError::Revoked);
+        };
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+            ("client_id", self.whoop_client_id()?),
+            ("client_secret", &self.whoop_client_secret),
+            ("scope", "offline"),
+        ];
+        match self.token_request(&form).await {
+            Ok(t) => {
+                // Stored before use: the old refresh token is spent at the vendor.
+                self.store
+                    .store_tokens(
+                        vendor.as_str(),
+                        user_id,
+                        &key.seal(t.access_token.as_bytes()),
+                        t.refresh_token
+                            .as_deref()
+                            .map(|r| key.seal(r.as_bytes()))
+                            .as_deref()
+                            .or(c.refresh_sealed.as_deref()),
+                        Utc::now() + ChronoDuration::seconds(t.expires_in),
+                    )
+                    .await?;
+                metrics::counter!("auren_vendor_token_refreshes_total", "vendor" => vendor.as_str(), "outcome" => "refreshed").increment(1);
+                Ok(t.access_token)
+            }
+            Err(ConnectError::Refused(why)) => {
+                metrics::counter!("auren_vendor_token_refreshes_total", "vendor" => vendor.as_str(), "outcome" => "revoked").increment(1);
+                self.mark_revoked(vendor, user_id, &format!("refresh refused ({why})"))
+                    .await?;
+                Err(ConnectError::Revoked)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn mark_revoked(
+        &self,
+        vendor: Vendor,
+        user_id: &str,
+        why: &str,
+    ) -> Result<(), ConnectError> {
+        self.store
+            .set_health(vendor.as_str(), user_id, REVOKED, Some(why), None)
+            .await?;
+        Ok(())
+    }
+
+    /// GETs a WHOOP API path with the user's token, refreshing once when the vendor says 401.
+    pub async fn whoop_get(&self, user_id: &str, path: &str) -> Result<Vec<u8>, ConnectError> {
+        let token = self.access_token(Vendor::Whoop, user_id, None).await?;
+        match self.get_with(&token, path).await {
+            Err(ConnectError::Refused(_)) => {
+                let token = self
+                    .access_token(Vendor::Whoop, user_id, Some(&token))
+                    .await?;
+                self.get_with(&token, path).await
+            }
+            other => other,
+        }
+    }
+}

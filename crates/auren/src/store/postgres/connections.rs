@@ -1,0 +1,172 @@
+//! [`ConnectionStore`] on PostgreSQL.
+
+use super::PgStore;
+use crate::store::{ConnectionStore, StoreError, VendorConnection};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+const COLUMNS: &str =
+    "vendor, user_id, vendor_user_id, access_sealed, refresh_sealed, expires_at, \
+     scope, status, last_sync_at, last_error, created_at";
+
+fn row(r: &sqlx::postgres::PgRow) -> VendorConnection {
+    VendorConnection {
+        vendor: r.get(0),
+        user_id: r.get(1),
+        vendor_user_id: r.get(2),
+        access_sealed: r.get(3),
+        refresh_sealed: r.get(4),
+        expires_at: r.get(5),
+        scope: r.get(6),
+        status: r.get(7),
+        last_sync_at: r.get(8),
+        last_error: r.get(9),
+        created_at: r.get(10),
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for PgStore {
+    async fn upsert_connection(&self, c: &VendorConnection) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM vendor_connections WHERE vendor = $1 AND (user_id = $2 OR vendor_user_id = $3)",
+        )
+        .bind(&c.vendor)
+        .bind(&c.user_id)
+        .bind(&c.vendor_user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "INSERT INTO vendor_connections ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
+        .bind(&c.vendor)
+        .bind(&c.user_id)
+        .bind(&c.vendor_user_id)
+        .bind(&c.access_sealed)
+        .bind(&c.refresh_sealed)
+        .bind(c.expires_at)
+        .bind(&c.scope)
+        .bind(&c.status)
+        .bind(c.last_sync_at)
+        .bind(&c.last_error)
+        .bind(c.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn connection(
+        &self,
+        vendor: &str,
+        user_id: &str,
+    ) -> Result<Option<VendorConnection>, StoreError> {
+        let r = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM vendor_connections WHERE vendor = $1 AND user_id = $2"
+        ))
+        .bind(vendor)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.as_ref().map(row))
+    }
+
+    async fn connection_for_vendor_user(
+        &self,
+        vendor: &str,
+        vendor_user_id: &str,
+    ) -> Result<Option<VendorConnection>, StoreError> {
+        let r = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM vendor_connections WHERE vendor = $1 AND vendor_user_id = $2"
+        ))
+        .bind(vendor)
+        .bind(vendor_user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.as_ref().map(row))
+    }
+
+    async fn connections_of(&self, user_id: &str) -> Result<Vec<VendorConnection>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM vendor_connections WHERE user_id = $1 ORDER BY vendor"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(row).collect())
+    }
+
+    async fn store_tokens(
+        &self,
+        vendor: &str,
+        user_id: &str,
+        access_sealed: &str,
+        refresh_sealed: Option<&str>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE vendor_connections SET access_sealed = $3, refresh_sealed = $4, expires_at = $5, \
+             updated_at = now() WHERE vendor = $1 AND user_id = $2",
+        )
+        .bind(vendor)
+        .bind(user_id)
+        .bind(access_sealed)
+        .bind(refresh_sealed)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_health(
+        &self,
+        vendor: &str,
+        user_id: &str,
+        status: &str,
+        last_error: Option<&str>,
+        synced_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE vendor_connections SET status = $3, last_error = $4, \
+             last_sync_at = COALESCE($5, last_sync_at), updated_at = now() \
+             WHERE vendor = $1 AND user_id = $2",
+        )
+        .bind(vendor)
+        .bind(user_id)
+        .bind(status)
+        .bind(last_error)
+        .bind(synced_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_connection(&self, vendor: &str, user_id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM vendor_connections WHERE vendor = $1 AND user_id = $2")
+            .bind(vendor)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn consume_oauth_state(
+        &self,
+        nonce: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM vendor_oauth_states WHERE expires_at < now()")
+            .execute(&self.pool)
+            .await?;
+        let r = sqlx::query(
+            "INSERT INTO vendor_oauth_states (nonce, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(nonce)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,195 @@
+//! [`ConnectionStore`] on SQLite.
+
+use super::{parse_ts, ts, SqliteStore};
+use crate::store::{ConnectionStore, StoreError, VendorConnection};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension};
+
+const COLUMNS: &str =
+    "vendor, user_id, vendor_user_id, access_sealed, refresh_sealed, expires_at, \
+     scope, status, last_sync_at, last_error, created_at";
+
+fn row(r: &rusqlite::Row) -> rusqlite::Result<VendorConnection> {
+    let opt_ts = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
+        r.get::<_, Option<String>>(i)?
+            .as_deref()
+            .map(parse_ts)
+            .transpose()
+    };
+    Ok(VendorConnection {
+        vendor: r.get(0)?,
+        user_id: r.get(1)?,
+        vendor_user_id: r.get(2)?,
+        access_sealed: r.get(3)?,
+        refresh_sealed: r.get(4)?,
+        expires_at: parse_ts(&r.get::<_, String>(5)?)?,
+        scope: r.get(6)?,
+        status: r.get(7)?,
+        last_sync_at: opt_ts(8)?,
+        last_error: r.get(9)?,
+        created_at: parse_ts(&r.get::<_, String>(10)?)?,
+    })
+}
+
+#[async_trait]
+impl ConnectionStore for SqliteStore {
+    async fn upsert_connection(&self, c: &VendorConnection) -> Result<(), StoreError> {
+        let c = c.clone();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                "DELETE FROM vendor_connections WHERE vendor = ?1 AND (user_id = ?2 OR vendor_user_id = ?3)",
+                params![c.vendor, c.user_id, c.vendor_user_id],
+            )?;
+            tx.execute(
+                &format!("INSERT INTO vendor_connections ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                params![
+                    c.vendor,
+                    c.user_id,
+                    c.vendor_user_id,
+                    c.access_sealed,
+                    c.refresh_sealed,
+                    ts(c.expires_at),
+                    c.scope,
+                    c.status,
+                    c.last_sync_at.map(ts),
+                    c.last_error,
+                    ts(c.created_at)
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn connection(
+        &self,
+        vendor: &str,
+        user_id: &str,
+    ) -> Result<Option<VendorConnection>, StoreError> {
+        let (v, u) = (vendor.to_string(), user_id.to_string());
+        self.with(move |c| {
+            Ok(c.query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM vendor_connections WHERE vendor = ?1 AND user_id = ?2"
+                ),
+                params![v, u],
+                row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn connection_for_vendor_user(
+        &self,
+        vendor: &str,
+        vendor_user_id: &str,
+    ) -> Result<Option<VendorConnection>, StoreError> {
+        let (v, u) = (vendor.to_string(), vendor_user_id.to_string());
+        self.with(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {COLUMNS} FROM vendor_connections WHERE vendor = ?1 AND vendor_user_id = ?2"),
+                params![v, u],
+                row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn connections_of(&self, user_id: &str) -> Result<Vec<VendorConnection>, StoreError> {
+        let u = user_id.to_string();
+        self.with(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM vendor_connections WHERE user_id = ?1 ORDER BY vendor"
+            ))?;
+            let rows = st.query_map(params![u], row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn store_tokens(
+        &self,
+        vendor: &str,
+        user_id: &str,
+        access_sealed: &str,
+        refresh_sealed: Option<&str>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (v, u, a, r) = (
+            vendor.to_string(),
+            user_id.to_string(),
+            access_sealed.to_string(),
+            refresh_sealed.map(str::to_string),
+        );
+        self.with(move |c| {
+            c.execute(
+                "UPDATE vendor_connections SET access_sealed = ?3, refresh_sealed = ?4, expires_at = ?5, \
+                 updated_at = now() WHERE vendor = ?1 AND user_id = ?2",
+                params![v, u, a, r, ts(expires_at)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_health(
+        &self,
+        vendor: &str,
+        user_id: &str,
+        status: &str,
+        last_error: Option<&str>,
+        synced_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let (v, u, s, e) = (
+            vendor.to_string(),
+            user_id.to_string(),
+            status.to_string(),
+            last_error.map(str::to_string),
+        );
+        self.with(move |c| {
+            c.execute(
+                "UPDATE vendor_connections SET status = ?3, last_error = ?4, \
+                 last_sync_at = COALESCE(?5, last_sync_at), updated_at = now() \
+                 WHERE vendor = ?1 AND user_id = ?2",
+                params![v, u, s, e, synced_at.map(ts)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_connection(&self, vendor: &str, user_id: &str) -> Result<bool, StoreError> {
+        let (v, u) = (vendor.to_string(), user_id.to_string());
+        self.with(move |c| {
+            Ok(c.execute(
+                "DELETE FROM vendor_connections WHERE vendor = ?1 AND user_id = ?2",
+                params![v, u],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn consume_oauth_state(
+        &self,
+        nonce: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = nonce.to_string();
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM vendor_oauth_states WHERE expires_at < now()",
+                [],
+            )?;
+            Ok(c.execute(
+                "INSERT INTO vendor_oauth_states (nonce, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![n, ts(expires_at)],
+            )? == 1)
+        })
+        .await
+    }
+}
