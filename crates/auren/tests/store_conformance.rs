@@ -595,3 +595,101 @@ fn store_errors_keep_their_source() {
     let source = std::error::Error::source(&e).expect("the SQLite error is kept");
     assert!(source.downcast_ref::<rusqlite::Error>().is_some());
 }
+
+fn vendor_connection(user: &str, vendor_user: &str, minute: i64) -> auren::store::VendorConnection {
+    auren::store::VendorConnection {
+        vendor: "whoop".into(),
+        user_id: user.into(),
+        vendor_user_id: vendor_user.into(),
+        access_sealed: format!("v1.access-{user}"),
+        refresh_sealed: Some(format!("v1.refresh-{user}")),
+        expires_at: at(minute + 60),
+        scope: "offline read:recovery".into(),
+        status: "connected".into(),
+        last_sync_at: None,
+        last_error: None,
+        created_at: at(minute),
+    }
+}
+
+async fn connection_store_contract(store: &dyn auren::store::ConnectionStore) {
+    let a = vendor_connection("alice", "10129", 0);
+    store.upsert_connection(&a).await.unwrap();
+    assert_eq!(
+        store.connection("whoop", "alice").await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        store
+            .connection_for_vendor_user("whoop", "10129")
+            .await
+            .unwrap()
+            .map(|c| c.user_id),
+        Some("alice".into())
+    );
+    assert_eq!(store.connection("oura", "alice").await.unwrap(), None);
+    // One user per vendor account: bob linking the same WHOOP account replaces alice's link.
+    store
+        .upsert_connection(&vendor_connection("bob", "10129", 1))
+        .await
+        .unwrap();
+    assert_eq!(store.connection("whoop", "alice").await.unwrap(), None);
+    store.upsert_connection(&a).await.unwrap();
+    assert_eq!(store.connection("whoop", "bob").await.unwrap(), None);
+
+    store
+        .store_tokens(
+            "whoop",
+            "alice",
+            "v1.new-access",
+            Some("v1.new-refresh"),
+            at(120),
+        )
+        .await
+        .unwrap();
+    store
+        .set_health("whoop", "alice", "connected", None, Some(at(5)))
+        .await
+        .unwrap();
+    store
+        .set_health(
+            "whoop",
+            "alice",
+            "revoked",
+            Some("refresh refused (HTTP 400)"),
+            None,
+        )
+        .await
+        .unwrap();
+    let c = store.connection("whoop", "alice").await.unwrap().unwrap();
+    assert_eq!(c.access_sealed, "v1.new-access");
+    assert_eq!(c.refresh_sealed.as_deref(), Some("v1.new-refresh"));
+    assert_eq!(c.expires_at, at(120));
+    assert_eq!(c.status, "revoked");
+    assert_eq!(c.last_error.as_deref(), Some("refresh refused (HTTP 400)"));
+    assert_eq!(c.last_sync_at, Some(at(5)), "a failure keeps the last sync");
+    assert_eq!(store.connections_of("alice").await.unwrap().len(), 1);
+    assert!(store.delete_connection("whoop", "alice").await.unwrap());
+    assert!(!store.delete_connection("whoop", "alice").await.unwrap());
+    assert!(store.connections_of("alice").await.unwrap().is_empty());
+
+    let later = Utc::now() + chrono::Duration::minutes(10);
+    assert!(store.consume_oauth_state("nonce-1", later).await.unwrap());
+    assert!(
+        !store.consume_oauth_state("nonce-1", later).await.unwrap(),
+        "a replay"
+    );
+    assert!(store.consume_oauth_state("nonce-2", later).await.unwrap());
+}
+
+#[tokio::test]
+async fn postgres_connection_store_meets_its_contract() {
+    let store = PgStore::connect(&fresh_database().await).await.unwrap();
+    connection_store_contract(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_connection_store_meets_its_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    connection_store_contract(&SqliteStore::open(dir.path()).unwrap()).await;
+}
