@@ -91,6 +91,35 @@ async fn readings(app: &TestApp, user: &str, metric: &str) -> Vec<f64> {
         .collect()
 }
 
+/// Everything the store holds about vendor connections, as text: the SQLite files whole, or
+/// every row of PostgreSQL's table.
+async fn stored_text(app: &TestApp) -> String {
+    match &app.args.store.postgres_url {
+        Some(url) => {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            let rows: Vec<(String,)> =
+                sqlx::query_as("SELECT row_to_json(v)::text FROM vendor_connections v")
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap();
+            assert!(!rows.is_empty());
+            rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n")
+        }
+        None => {
+            let mut db = Vec::new();
+            for name in ["state.db", "state.db-wal"] {
+                if let Ok(bytes) = std::fs::read(app.data_dir.path().join(name)) {
+                    db.extend(bytes);
+                }
+            }
+            let db = String::from_utf8_lossy(&db).into_owned();
+            assert!(db.contains("vendor_connections"));
+            db
+        }
+    }
+}
+
 async fn connections(app: &TestApp, user: &str) -> Vec<Value> {
     let (status, body) = app
         .get_json(&format!("/users/{user}/connections"), ADMIN)
@@ -101,15 +130,27 @@ async fn connections(app: &TestApp, user: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn whoop_connect_fetch_after_notify_and_guardian_on_the_embedded_default() {
-    let (fake, fake_url) = fake_whoop().await;
-    let app = app_with(
-        Options {
-            bridge: true,
-            ..Default::default()
-        },
-        &fake_url,
-    )
+    whoop_flow(Options {
+        bridge: true,
+        ..Default::default()
+    })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whoop_connect_fetch_after_notify_and_guardian_on_postgres_and_redis() {
+    whoop_flow(Options {
+        bridge: true,
+        postgres: true,
+        redis: true,
+        ..Default::default()
+    })
+    .await;
+}
+
+async fn whoop_flow(o: Options) {
+    let (fake, fake_url) = fake_whoop().await;
+    let app = app_with(o, &fake_url).await;
     let alice = unique("alice");
     let alice_key = app.issue_key(&alice).await;
     let bob_key = app.issue_key(&unique("bob")).await;
@@ -185,16 +226,10 @@ async fn whoop_connect_fetch_after_notify_and_guardian_on_the_embedded_default()
     );
 
     // No token is readable in the store without the key: none of them is in the database files.
-    let mut db = Vec::new();
-    for name in ["state.db", "state.db-wal"] {
-        if let Ok(bytes) = std::fs::read(app.data_dir.path().join(name)) {
-            db.extend(bytes);
-        }
-    }
-    let db = String::from_utf8_lossy(&db);
-    assert!(db.contains("vendor_connections"));
+    let stored = stored_text(&app).await;
+    assert!(stored.contains("v1."), "the sealed tokens are there");
     for t in fake.issued_tokens() {
-        assert!(!db.contains(&t), "a vendor token is stored in clear");
+        assert!(!stored.contains(&t), "a vendor token is stored in clear");
     }
 
     // A notification: the recovery is fetched, normalised, and drives GUARDIAN.
