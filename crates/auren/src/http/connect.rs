@@ -32,6 +32,18 @@ pub struct UserQuery {
 }
 
 /// `GET /connect/{vendor}?user_id=U`: 302 to the vendor's authorize page.
+#[utoipa::path(get, path = "/connect/{vendor}", tag = "connections",
+    params(("vendor" = String, Path, description = "`whoop` (`oura` is not connectable yet)"), ("user_id" = String, Query, description = "Our user to connect")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 302, description = "To the vendor's authorize page (Location)"),
+        (status = 400, description = "Invalid user id or query", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Token missing or unknown", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A key of another user", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown or unconfigured vendor", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The vendor cannot be connected here yet (Oura, or no AUREN_TOKEN_KEY)", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
 pub async fn start(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,
@@ -62,6 +74,16 @@ pub struct CallbackQuery {
 
 /// `GET /connect/{vendor}/callback?code&state`: the browser, back from the vendor. Success is a
 /// small page for the user; a refusal is a problem document like every error of the API.
+#[utoipa::path(get, path = "/connect/{vendor}/callback", tag = "connections",
+    params(("vendor" = String, Path, description = "`whoop` (`oura` is not connectable yet)"), ("code" = Option<String>, Query, description = "From the vendor"), ("state" = Option<String>, Query, description = "As sent to the vendor"), ("error" = Option<String>, Query, description = "Set by the vendor when access was not granted")),
+    responses(
+        (status = 200, description = "Connected: a page for the user", body = String, content_type = "text/html"),
+        (status = 400, description = "Missing parameter, declined, or a forged, expired or used state", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown or unconfigured vendor", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The vendor cannot be connected here yet", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 502, description = "The vendor refused the code or is unavailable", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable; retry", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
 pub async fn callback(
     State(state): State<AppState>,
     Path(vendor): Path<String>,
@@ -99,6 +121,19 @@ pub async fn callback(
 }
 
 /// `DELETE /connect/{vendor}?user_id=U`: revoke at the vendor and forget the tokens.
+#[utoipa::path(delete, path = "/connect/{vendor}", tag = "connections",
+    params(("vendor" = String, Path, description = "`whoop` (`oura` is not connectable yet)"), ("user_id" = String, Query, description = "Our user to disconnect")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Revoked at the vendor (when it answered) and the tokens deleted"),
+        (status = 400, description = "Invalid user id or query", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Token missing or unknown", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A key of another user", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown or unconfigured vendor, or not connected", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The vendor cannot be connected here yet (Oura, or no AUREN_TOKEN_KEY)", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable; retry", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
 pub async fn disconnect(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,
@@ -123,6 +158,17 @@ pub struct ConnectionList {
 }
 
 /// `GET /users/{id}/connections`.
+#[utoipa::path(get, path = "/users/{user_id}/connections", tag = "connections",
+    params(("user_id" = String, Path, description = "The user's own id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The user's connections and their health", body = ConnectionList),
+        (status = 400, description = "Invalid user id or query", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Token missing or unknown", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A key of another user", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable; retry", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,

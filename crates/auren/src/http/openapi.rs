@@ -157,6 +157,10 @@ impl Modify for Security {
         super::admin_webhooks::list,
         super::admin_webhooks::delete,
         super::admin_webhooks::attempts,
+        super::connect::start,
+        super::connect::callback,
+        super::connect::disconnect,
+        super::connect::list,
         super::health::health,
         super::health::ready,
         openapi_json,
@@ -167,6 +171,7 @@ impl Modify for Security {
         ChallengeAnswer, HistoryAnswer, KeyAnswer, StatusAnswer, ReadyAnswer, ReloadAnswer,
         HealthKitPushDoc, super::admin_webhooks::NewWebhook, super::admin_webhooks::WebhookView,
         super::admin_webhooks::CreatedWebhook, crate::store::WebhookAttempt,
+        super::connect::ConnectionList, crate::connect::ConnectionView,
     )),
     modifiers(&Security),
 )]
