@@ -341,3 +341,59 @@ async fn whoop_flow(o: Options) {
     assert_eq!(problem(r).await.1["reason"], "not_connected");
     app.stop().await;
 }
+
+/// Two instances on one PostgreSQL database refresh the same WHOOP user at once: exactly one
+/// refresh reaches WHOOP (its refresh token rotates: a second would be refused and revoke the
+/// user), both get the new token, and the user stays connected.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_refreshing_one_user_spend_the_refresh_token_once() {
+    let (fake, fake_url) = fake_whoop().await;
+    let one = app_with(
+        Options {
+            postgres: true,
+            ..Default::default()
+        },
+        &fake_url,
+    )
+    .await;
+    let db = one.args.store.postgres_url.clone();
+    let fake_url2 = fake_url.clone();
+    let two = TestApp::spawn_with(Options::default(), move |s| {
+        s.store.postgres_url = db;
+        s.vendors.whoop_client_id = Some(CLIENT_ID.into());
+        s.vendors.whoop_api_base_url = fake_url2.parse().unwrap();
+        s.secrets.token_key.token_key = Some(TOKEN_KEY.into());
+    })
+    .await;
+    let user = unique("dana");
+    let key = one.issue_key(&user).await;
+    fake.add_user();
+    // Issued with one second to live: already due for a refresh when it arrives.
+    fake.set_access_ttl(1);
+    let (_, answer) = connect(&one, &user, &key).await;
+    assert_eq!(answer.status(), 200);
+    fake.set_access_ttl(3600);
+    fake.set_token_delay(500);
+    let vendor = auren_core::model::Vendor::Whoop;
+    let (a, b) = tokio::join!(
+        one.state
+            .inner
+            .connections
+            .access_token(vendor, &user, None),
+        two.state
+            .inner
+            .connections
+            .access_token(vendor, &user, None),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b, "both use the one new token");
+    let stats = fake.stats();
+    assert_eq!(
+        (stats.refreshes, stats.refreshes_refused),
+        (1, 0),
+        "{stats:?}"
+    );
+    assert_eq!(connections(&one, &user).await[0]["status"], "connected");
+    two.stop().await;
+    one.stop().await;
+}

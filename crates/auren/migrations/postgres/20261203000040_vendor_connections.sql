@@ -12,6 +12,10 @@ CREATE TABLE IF NOT EXISTS vendor_connections (
     status          TEXT NOT NULL DEFAULT 'connected',
     last_sync_at    TIMESTAMPTZ,
     last_error      TEXT,
+    -- A refresh in flight: WHOOP's refresh token rotates, so one instance refreshes a user at
+    -- a time; the others wait for the new tokens.
+    refresh_owner       TEXT,
+    refresh_lease_until TIMESTAMPTZ,
     created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (vendor, user_id)

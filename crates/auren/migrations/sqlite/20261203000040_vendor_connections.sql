@@ -12,6 +12,10 @@ CREATE TABLE IF NOT EXISTS vendor_connections (
     status          TEXT NOT NULL DEFAULT 'connected',
     last_sync_at    TEXT,
     last_error      TEXT,
+    -- A refresh in flight: WHOOP's refresh token rotates, so one instance refreshes a user at
+    -- a time; the others wait for the new tokens.
+    refresh_owner       TEXT,
+    refresh_lease_until TEXT,
     created_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     updated_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     PRIMARY KEY (vendor, user_id)

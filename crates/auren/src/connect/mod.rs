@@ -8,8 +8,8 @@
 //! instance. Tokens are stored sealed ([`crate::crypto`]) and never logged.
 //!
 //! WHOOP's refresh token rotates: the refresh that spends it must store the new pair before
-//! anything else uses it, so refreshes of one user are serialised (in-process here; several
-//! instances would need a lock in the store, which is not built yet). A refresh the vendor
+//! anything else uses it, so refreshes of one user are serialised: in-process by a lock, and
+//! across instances by a lease on the connection's row (the others wait for the new tokens). A refresh the vendor
 //! refuses with 400/401 means the user revoked us: the connection is marked `revoked` and not
 //! refreshed again until the user connects anew.
 
@@ -131,6 +131,14 @@ pub struct ConnectionView {
 
 type RefreshLock = Arc<tokio::sync::Mutex<()>>;
 
+/// Whether `access` must be replaced: it expires soon, or it is the token the vendor just
+/// refused (a token that failed but is no longer the stored one was replaced by another refresh
+/// meanwhile: the stored one is used).
+fn needs_refresh(c: &VendorConnection, access: &str, failed: Option<&str>) -> bool {
+    c.expires_at <= Utc::now() + ChronoDuration::seconds(REFRESH_AHEAD_SECONDS)
+        || failed == Some(access)
+}
+
 /// The connections service: authorize, callback, disconnect, tokens for the fetches.
 pub struct Connections {
     settings: VendorSettings,
@@ -141,6 +149,8 @@ pub struct Connections {
     http: reqwest::Client,
     /// One lock per (vendor, user): a rotating refresh token is spent by exactly one refresh.
     refresh_locks: Mutex<HashMap<(Vendor, String), RefreshLock>>,
+    /// This instance, as the holder of refresh leases in the store.
+    owner: String,
 }
 
 impl Connections {
@@ -170,6 +180,7 @@ impl Connections {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
             refresh_locks: Mutex::new(HashMap::new()),
+            owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
         })
     }
 
@@ -418,7 +429,55 @@ impl Connections {
     ) -> Result<String, ConnectError> {
         let lock = self.lock_for(vendor, user_id);
         let _held = lock.lock().await;
-        let key = self.key()?;
+        let timeout = Duration::from_millis(self.settings.vendor_timeout_ms);
+        let deadline = std::time::Instant::now() + timeout + Duration::from_secs(5);
+        loop {
+            let (c, access) = self.current(vendor, user_id).await?;
+            if !needs_refresh(&c, &access, failed) {
+                return Ok(access);
+            }
+            // Across instances: whoever holds the lease refreshes; the others wait for its
+            // tokens. The lease outlives one refresh request, so a crashed holder only delays.
+            let until = Utc::now()
+                + ChronoDuration::from_std(timeout * 2 + Duration::from_secs(5))
+                    .unwrap_or_default();
+            if self
+                .store
+                .claim_refresh(vendor.as_str(), user_id, &self.owner, until)
+                .await?
+            {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(ConnectError::Unavailable(
+                    "another instance is refreshing this user's token".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Tokens stored between the read and the claim are fresh: no refresh then.
+        let (c, access) = self.current(vendor, user_id).await?;
+        if !needs_refresh(&c, &access, failed) {
+            self.store
+                .release_refresh(vendor.as_str(), user_id, &self.owner)
+                .await?;
+            return Ok(access);
+        }
+        let result = self.refresh(vendor, user_id, &c).await;
+        if result.is_err() {
+            self.store
+                .release_refresh(vendor.as_str(), user_id, &self.owner)
+                .await?;
+        }
+        result
+    }
+
+    /// The stored connection and its access token, opened.
+    async fn current(
+        &self,
+        vendor: Vendor,
+        user_id: &str,
+    ) -> Result<(VendorConnection, String), ConnectError> {
         let c = self
             .store
             .connection(vendor.as_str(), user_id)
@@ -427,20 +486,33 @@ impl Connections {
         if c.status == REVOKED {
             return Err(ConnectError::Revoked);
         }
-        let open = |s: &str| {
-            key.open(s)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or(ConnectError::NoTokenKey)
-        };
-        let access = open(&c.access_sealed)?;
-        let stale = c.expires_at <= Utc::now() + ChronoDuration::seconds(REFRESH_AHEAD_SECONDS);
-        // A token that failed but is no longer the stored one was replaced by another refresh
-        // while this one waited for the lock: use the new one.
-        if !stale && failed != Some(access.as_str()) {
-            return Ok(access);
-        }
-        let Some(refresh) = c.refresh_sealed.as_deref().map(open).transpose()? else {
+        let access = self.open(&c.access_sealed)?;
+        Ok((c, access))
+    }
+
+    fn open(&self, sealed: &str) -> Result<String, ConnectError> {
+        self.key()?
+            .open(sealed)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or(ConnectError::NoTokenKey)
+    }
+
+    /// Spends the refresh token (the caller holds the lease) and stores the new pair before
+    /// returning the access token.
+    async fn refresh(
+        &self,
+        vendor: Vendor,
+        user_id: &str,
+        c: &VendorConnection,
+    ) -> Result<String, ConnectError> {
+        let key = self.key()?;
+        let Some(refresh) = c
+            .refresh_sealed
+            .as_deref()
+            .map(|r| self.open(r))
+            .transpose()?
+        else {
             self.mark_revoked(
                 vendor,
                 user_id,

@@ -281,7 +281,24 @@ pub trait ConnectionStore: Send + Sync + 'static {
         vendor_user_id: &str,
     ) -> Result<Option<VendorConnection>, StoreError>;
     async fn connections_of(&self, user_id: &str) -> Result<Vec<VendorConnection>, StoreError>;
-    /// Replaces the tokens after a refresh (the old refresh token is spent at the vendor).
+    /// Takes the user's refresh lease for `owner` until `until`, unless another owner holds an
+    /// unexpired one: across instances, one refresh at a time spends a rotating refresh token.
+    async fn claim_refresh(
+        &self,
+        vendor: &str,
+        user_id: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Gives a refresh lease back (after a failed refresh; storing tokens releases it too).
+    async fn release_refresh(
+        &self,
+        vendor: &str,
+        user_id: &str,
+        owner: &str,
+    ) -> Result<(), StoreError>;
+    /// Replaces the tokens after a refresh (the old refresh token is spent at the vendor) and
+    /// releases the refresh lease.
     async fn store_tokens(
         &self,
         vendor: &str,

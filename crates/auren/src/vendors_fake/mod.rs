@@ -51,6 +51,8 @@ struct Whoop {
     client_id: String,
     client_secret: String,
     access_ttl_seconds: i64,
+    /// How long the token endpoint takes to answer (to make concurrent refreshes overlap).
+    token_delay_ms: u64,
     next_user: i64,
     next_cycle: i64,
     users: BTreeMap<i64, String>,
@@ -107,6 +109,11 @@ impl FakeWhoop {
     /// Lifetime of the access tokens issued from now on (`expires_in`).
     pub fn set_access_ttl(&self, seconds: i64) {
         self.with(|w| w.access_ttl_seconds = seconds);
+    }
+
+    /// Makes the token endpoint answer after `ms` milliseconds.
+    pub fn set_token_delay(&self, ms: u64) {
+        self.with(|w| w.token_delay_ms = ms);
     }
 
     /// A night for `user`: a sleep ending now, its cycle and recovery, in `score_state`
@@ -309,6 +316,8 @@ fn issue(w: &mut Whoop, user: i64, scope: &str) -> Value {
 }
 
 async fn token_endpoint(State(f): State<FakeWhoop>, Form(t): Form<TokenForm>) -> Response {
+    let delay = f.with(|w| w.token_delay_ms);
+    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
     f.with(|w| {
         if t.client_id != w.client_id || t.client_secret != w.client_secret {
             return error(StatusCode::UNAUTHORIZED, "invalid_client");

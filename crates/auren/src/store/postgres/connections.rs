@@ -98,6 +98,45 @@ impl ConnectionStore for PgStore {
         Ok(rows.iter().map(row).collect())
     }
 
+    async fn claim_refresh(
+        &self,
+        vendor: &str,
+        user_id: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE vendor_connections SET refresh_owner = $3, refresh_lease_until = $4 \
+             WHERE vendor = $1 AND user_id = $2 \
+             AND (refresh_lease_until IS NULL OR refresh_lease_until < now() OR refresh_owner = $3)",
+        )
+        .bind(vendor)
+        .bind(user_id)
+        .bind(owner)
+        .bind(until)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn release_refresh(
+        &self,
+        vendor: &str,
+        user_id: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE vendor_connections SET refresh_owner = NULL, refresh_lease_until = NULL \
+             WHERE vendor = $1 AND user_id = $2 AND refresh_owner = $3",
+        )
+        .bind(vendor)
+        .bind(user_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn store_tokens(
         &self,
         vendor: &str,
@@ -108,7 +147,7 @@ impl ConnectionStore for PgStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE vendor_connections SET access_sealed = $3, refresh_sealed = $4, expires_at = $5, \
-             updated_at = now() WHERE vendor = $1 AND user_id = $2",
+             refresh_owner = NULL, refresh_lease_until = NULL, updated_at = now() WHERE vendor = $1 AND user_id = $2",
         )
         .bind(vendor)
         .bind(user_id)

@@ -112,6 +112,43 @@ impl ConnectionStore for SqliteStore {
         .await
     }
 
+    async fn claim_refresh(
+        &self,
+        vendor: &str,
+        user_id: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (v, u, o) = (vendor.to_string(), user_id.to_string(), owner.to_string());
+        self.with(move |c| {
+            Ok(c.execute(
+                "UPDATE vendor_connections SET refresh_owner = ?3, refresh_lease_until = ?4 \
+                 WHERE vendor = ?1 AND user_id = ?2 \
+                 AND (refresh_lease_until IS NULL OR refresh_lease_until < now() OR refresh_owner = ?3)",
+                params![v, u, o, ts(until)],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn release_refresh(
+        &self,
+        vendor: &str,
+        user_id: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        let (v, u, o) = (vendor.to_string(), user_id.to_string(), owner.to_string());
+        self.with(move |c| {
+            c.execute(
+                "UPDATE vendor_connections SET refresh_owner = NULL, refresh_lease_until = NULL \
+                 WHERE vendor = ?1 AND user_id = ?2 AND refresh_owner = ?3",
+                params![v, u, o],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn store_tokens(
         &self,
         vendor: &str,
@@ -129,7 +166,7 @@ impl ConnectionStore for SqliteStore {
         self.with(move |c| {
             c.execute(
                 "UPDATE vendor_connections SET access_sealed = ?3, refresh_sealed = ?4, expires_at = ?5, \
-                 updated_at = now() WHERE vendor = ?1 AND user_id = ?2",
+                 refresh_owner = NULL, refresh_lease_until = NULL, updated_at = now() WHERE vendor = ?1 AND user_id = ?2",
                 params![v, u, a, r, ts(expires_at)],
             )?;
             Ok(())
