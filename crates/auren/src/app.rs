@@ -111,6 +111,7 @@ impl Service {
                 pseudonyms: pseudonyms.clone(),
                 topic: settings.log.events_topic.clone(),
                 group: settings.vendors.fetch_group.clone(),
+                pending_retry: Duration::from_secs(settings.vendors.pending_score_retry_seconds),
             }),
             false => None,
         };

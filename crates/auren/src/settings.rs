@@ -410,6 +410,9 @@ pub struct VendorSettings {
     /// Consumer group of the fetch-after-notify worker on the events topic.
     #[arg(long, env = "AUREN_FETCH_GROUP", default_value = "auren-vendor-fetch")]
     pub fetch_group: String,
+    /// A notified object whose vendor score is still pending is fetched again after this.
+    #[arg(long, env = "AUREN_PENDING_SCORE_RETRY_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub pending_score_retry_seconds: u64,
     /// Deadline of one request to a vendor.
     #[arg(long, env = "AUREN_VENDOR_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub vendor_timeout_ms: u64,

@@ -673,6 +673,47 @@ async fn connection_store_contract(store: &dyn auren::store::ConnectionStore) {
     assert!(!store.delete_connection("whoop", "alice").await.unwrap());
     assert!(store.connections_of("alice").await.unwrap().is_empty());
 
+    // Parked notifications come due only once their account is connected and their time came.
+    let parked = |id: &str, account: &str, minutes: i64| auren::store::ParkedNotification {
+        event_id: id.into(),
+        vendor: "whoop".into(),
+        vendor_user_id: account.into(),
+        body: format!("{{\"id\":\"{id}\"}}"),
+        reason: "unknown_user".into(),
+        not_before: at(minutes),
+        attempts: 0,
+    };
+    store
+        .park_notification(&parked("e1", "555", 0))
+        .await
+        .unwrap();
+    store
+        .park_notification(&parked("e2", "555", 30))
+        .await
+        .unwrap();
+    assert!(
+        store.due_parked(at(60), 10).await.unwrap().is_empty(),
+        "not connected"
+    );
+    store
+        .upsert_connection(&vendor_connection("erin", "555", 0))
+        .await
+        .unwrap();
+    let due = store.due_parked(at(10), 10).await.unwrap();
+    assert_eq!(due, vec![parked("e1", "555", 0)]);
+    let mut again = parked("e1", "555", 90);
+    again.attempts = 1;
+    again.reason = "not_scored".into();
+    store.park_notification(&again).await.unwrap();
+    assert_eq!(
+        store.due_parked(at(60), 10).await.unwrap(),
+        vec![parked("e2", "555", 30)]
+    );
+    assert_eq!(store.due_parked(at(90), 10).await.unwrap().len(), 2);
+    store.drop_parked("e1").await.unwrap();
+    store.drop_parked("e2").await.unwrap();
+    assert!(store.due_parked(at(90), 10).await.unwrap().is_empty());
+
     let later = Utc::now() + chrono::Duration::minutes(10);
     assert!(store.consume_oauth_state("nonce-1", later).await.unwrap());
     assert!(

@@ -31,6 +31,7 @@ async fn app_with(o: Options, fake_url: &str) -> TestApp {
         s.vendors.whoop_client_id = Some(CLIENT_ID.into());
         s.vendors.whoop_api_base_url = fake_url.parse().unwrap();
         s.secrets.token_key.token_key = Some(TOKEN_KEY.into());
+        s.vendors.pending_score_retry_seconds = 1;
     })
     .await
 }
@@ -289,6 +290,12 @@ async fn whoop_flow(o: Options) {
     .await;
     let stats = fake.stats();
     assert_eq!(stats.refreshes, 1, "{stats:?}");
+    // The pending recovery was kept: once WHOOP scores it, it is fetched without a new webhook.
+    fake.score_recovery(&pending, 42.0, 40.0, 61.0);
+    eventually(20, "the recovery that was pending", || async {
+        (readings(&app, &alice, "recovery_score").await == vec![30.0, 55.0, 42.0]).then_some(())
+    })
+    .await;
 
     // The user revokes us at WHOOP: the refresh is refused once, the connection shows revoked.
     fake.revoke_refresh_tokens();
@@ -312,8 +319,31 @@ async fn whoop_flow(o: Options) {
     );
     assert_eq!(
         readings(&app, &alice, "recovery_score").await,
-        vec![30.0, 55.0]
+        vec![30.0, 55.0, 42.0]
     );
+
+    // A notification for a WHOOP account nobody has connected yet is kept, and fetched once
+    // its user connects.
+    let erin = unique("erin");
+    let erin_key = app.issue_key(&erin).await;
+    let erin_whoop = fake.add_user();
+    let early = fake.add_recovery(erin_whoop, "SCORED", 70.0, 50.0, 58.0);
+    assert_eq!(
+        app.post_whoop(&whoop_notification(erin_whoop, &early))
+            .await
+            .status(),
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(readings(&app, &erin, "recovery_score").await.is_empty());
+    let (_, answer) = connect(&app, &erin, &erin_key).await;
+    assert_eq!(answer.status(), 200);
+    eventually(
+        20,
+        "the early notification fetched after connecting",
+        || async { (readings(&app, &erin, "recovery_score").await == vec![70.0]).then_some(()) },
+    )
+    .await;
 
     // Disconnect: revoked at the vendor (for a live connection) and the tokens deleted.
     let carol = unique("carol");

@@ -27,3 +27,17 @@ CREATE TABLE IF NOT EXISTS vendor_oauth_states (
     nonce      TEXT PRIMARY KEY,
     expires_at TEXT NOT NULL
 );
+
+-- Notifications that cannot be fetched yet, kept until they can: their vendor account is not
+-- connected yet, or the vendor has not scored the object yet (retried from `not_before`).
+CREATE TABLE IF NOT EXISTS vendor_parked_notifications (
+    event_id       TEXT PRIMARY KEY,
+    vendor         TEXT NOT NULL,
+    vendor_user_id TEXT NOT NULL,
+    body           TEXT NOT NULL,
+    reason         TEXT NOT NULL,
+    not_before     TEXT NOT NULL,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    created_at     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS vendor_parked_by_account ON vendor_parked_notifications (vendor, vendor_user_id);

@@ -7,17 +7,20 @@
 //! Progress is durable: the group's offsets are stored after the fetched events are appended.
 //! A vendor that limits us is waited for (`Retry-After`), 5xx and timeouts are retried with
 //! backoff; a notification that still fails is counted and skipped (no DLQ yet).
+//! A notification that cannot be fetched yet is parked in the store: for a vendor account not
+//! connected yet (fetched once it is), or whose score is still pending (tried again after
+//! `AUREN_PENDING_SCORE_RETRY_SECONDS`).
 //!
 //! Built: WHOOP `recovery.updated` (sleep -> cycle -> recovery). Not yet: other WHOOP types,
-//! Oura, deletions, notifications for vendor users not yet connected (counted, not replayed).
+//! Oura, deletions.
 
 use super::{ConnectError, Connections};
 use crate::log::{EventLog, LogError, Record};
 use crate::shutdown::Shutdown;
-use crate::store::{CommitBatch, StateStore};
+use crate::store::{CommitBatch, ParkedNotification, StateStore};
 use auren_core::model::{BiometricEvent, Payload, Vendor};
 use auren_core::pseudonym::Pseudonymizer;
-use auren_core::vendors::whoop::data::{self, Recovery, Sleep};
+use auren_core::vendors::whoop::data::{self, Recovery, ScoreState, Sleep};
 use chrono::Utc;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,13 +37,22 @@ pub struct Fetcher {
     pub pseudonyms: Pseudonymizer,
     pub topic: String,
     pub group: String,
+    /// When a notification whose score is still pending is tried again.
+    pub pending_retry: Duration,
 }
+
+/// How often parked notifications (unknown account, pending score) are looked at.
+const PARKED_EVERY: Duration = Duration::from_secs(1);
+/// Tries at a pending score before it is given up (at the default retry, two days).
+const PENDING_ATTEMPTS: i32 = 192;
 
 /// What became of one record.
 enum Handled {
     /// Not a notification this worker fetches for.
     Ignored,
     Fetched(Vec<BiometricEvent>),
+    /// Kept in the store for later (account not connected yet, score pending).
+    Parked,
     /// Counted under this label and skipped.
     Skipped(&'static str),
 }
@@ -54,7 +66,12 @@ impl Fetcher {
         let start = self.offsets.load_offsets(&self.group, &self.topic).await?;
         let mut sub = self.log.subscribe(&self.group, &self.topic, &start).await?;
         tracing::info!(group = %self.group, "fetching vendor data after notifications");
+        let mut parked_at = std::time::Instant::now();
         while !shutdown.is_triggered() {
+            if parked_at.elapsed() >= PARKED_EVERY {
+                self.retry_parked(&shutdown).await;
+                parked_at = std::time::Instant::now();
+            }
             let polled = tokio::select! {
                 r = sub.poll(MAX_BATCH) => r,
                 _ = shutdown.wait() => break,
@@ -74,7 +91,10 @@ impl Fetcher {
             };
             let mut next: BTreeMap<i32, i64> = BTreeMap::new();
             for r in records {
-                let events = self.handle(&r.value, &shutdown).await;
+                let events = match self.handle(&r.value, 0, &shutdown).await {
+                    Handled::Fetched(events) => events,
+                    _ => Vec::new(),
+                };
                 if shutdown.is_triggered() {
                     // Not committed: picked up again after the restart.
                     break;
@@ -137,16 +157,48 @@ impl Fetcher {
         }
     }
 
-    async fn handle(&self, value: &[u8], shutdown: &Shutdown) -> Vec<BiometricEvent> {
+    /// Parked notifications now due: fetched, parked again, or dropped.
+    async fn retry_parked(&self, shutdown: &Shutdown) {
+        let store = self.connections.store();
+        let due = match store.due_parked(Utc::now(), MAX_BATCH as i64).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the parked notifications");
+                return;
+            }
+        };
+        for p in due {
+            let outcome = self
+                .handle(p.body.as_bytes(), p.attempts + 1, shutdown)
+                .await;
+            if shutdown.is_triggered() {
+                return;
+            }
+            let done = match outcome {
+                Handled::Fetched(events) => self.append(events, shutdown).await,
+                Handled::Parked => false,
+                Handled::Ignored | Handled::Skipped(_) => true,
+            };
+            if done {
+                if let Err(e) = store.drop_parked(&p.event_id).await {
+                    // Fetched again later: a duplicate in the log.
+                    tracing::warn!(error = %e, "could not drop a parked notification");
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, value: &[u8], attempts: i32, shutdown: &Shutdown) -> Handled {
         let mut attempt = 0;
         loop {
-            let outcome = self.try_handle(value).await;
+            let outcome = self.try_handle(value, attempts).await;
             let label = match &outcome {
-                Ok(Handled::Ignored) => return Vec::new(),
+                Ok(Handled::Ignored) => return Handled::Ignored,
                 Ok(Handled::Fetched(events)) => {
                     metrics::counter!("auren_vendor_notifications_total", "vendor" => "whoop", "outcome" => "fetched").increment(1);
-                    return events.clone();
+                    return Handled::Fetched(events.clone());
                 }
+                Ok(Handled::Parked) => "parked",
                 Ok(Handled::Skipped(label)) => *label,
                 Err(e) => e.reason(),
             };
@@ -165,7 +217,7 @@ impl Fetcher {
                     tracing::debug!(reason = label, attempt, "vendor fetch failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(w) => continue,
-                        _ = shutdown.wait() => return Vec::new(),
+                        _ = shutdown.wait() => return Handled::Ignored,
                     }
                 }
                 _ => {
@@ -173,13 +225,39 @@ impl Fetcher {
                         tracing::warn!(reason = label, error = %e, "gave up fetching a notified object");
                     }
                     metrics::counter!("auren_vendor_notifications_total", "vendor" => "whoop", "outcome" => label).increment(1);
-                    return Vec::new();
+                    return match outcome {
+                        Ok(h) => h,
+                        Err(_) => Handled::Skipped(label),
+                    };
                 }
             }
         }
     }
 
-    async fn try_handle(&self, value: &[u8]) -> Result<Handled, ConnectError> {
+    async fn park(
+        &self,
+        event: &BiometricEvent,
+        vendor_user: &str,
+        reason: &str,
+        not_before: chrono::DateTime<Utc>,
+        attempts: i32,
+    ) -> Result<Handled, ConnectError> {
+        self.connections
+            .store()
+            .park_notification(&ParkedNotification {
+                event_id: event.id.to_string(),
+                vendor: "whoop".into(),
+                vendor_user_id: vendor_user.into(),
+                body: serde_json::to_string(event).unwrap_or_default(),
+                reason: reason.into(),
+                not_before,
+                attempts,
+            })
+            .await?;
+        Ok(Handled::Parked)
+    }
+
+    async fn try_handle(&self, value: &[u8], attempts: i32) -> Result<Handled, ConnectError> {
         let Ok(event) = serde_json::from_slice::<BiometricEvent>(value) else {
             return Ok(Handled::Ignored);
         };
@@ -198,13 +276,27 @@ impl Fetcher {
             .connection_for_vendor_user("whoop", vendor_user)
             .await?
         else {
-            return Ok(Handled::Skipped("unknown_user"));
+            // Fetched once the account is connected.
+            return self
+                .park(&event, vendor_user, "unknown_user", Utc::now(), attempts)
+                .await;
         };
         if conn.status == super::REVOKED {
             return Ok(Handled::Skipped("revoked"));
         }
         let user = conn.user_id.as_str();
-        let result = self.fetch_recovery(user, &n.object_id).await;
+        let result = match self.fetch_recovery(user, &n.object_id).await {
+            Ok(Handled::Parked) if attempts >= PENDING_ATTEMPTS => {
+                Ok(Handled::Skipped("score_never_came"))
+            }
+            Ok(Handled::Parked) => {
+                let at =
+                    Utc::now() + chrono::Duration::from_std(self.pending_retry).unwrap_or_default();
+                self.park(&event, vendor_user, "not_scored", at, attempts)
+                    .await
+            }
+            other => other,
+        };
         let store = self.connections.store();
         match &result {
             Ok(_) => {
@@ -247,12 +339,13 @@ impl Fetcher {
                 .await?,
         )
         .map_err(unreadable)?;
-        let samples = data::recovery_samples(&recovery, &sleep);
-        if samples.is_empty() {
-            // PENDING_SCORE or UNSCORABLE: nothing to emit yet (a later notification or the
-            // reconciliation, not built yet, brings the score).
-            return Ok(Handled::Skipped("not_scored"));
+        match recovery.score_state {
+            // Nothing to emit yet: tried again after `pending_retry`.
+            ScoreState::PendingScore => return Ok(Handled::Parked),
+            ScoreState::Unscorable => return Ok(Handled::Skipped("unscorable")),
+            ScoreState::Scored => {}
         }
+        let samples = data::recovery_samples(&recovery, &sleep);
         let now = Utc::now();
         Ok(Handled::Fetched(
             samples

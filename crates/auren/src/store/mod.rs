@@ -264,6 +264,20 @@ pub struct VendorConnection {
     pub created_at: DateTime<Utc>,
 }
 
+/// A notification kept for later (see [`ConnectionStore::park_notification`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParkedNotification {
+    /// The notification's event id in the log.
+    pub event_id: String,
+    pub vendor: String,
+    pub vendor_user_id: String,
+    /// The logged event, as JSON (ids only: vendor notifications carry no values).
+    pub body: String,
+    pub reason: String,
+    pub not_before: DateTime<Utc>,
+    pub attempts: i32,
+}
+
 /// Users' vendor connections (issue 8) and the OAuth2 states already used.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync + 'static {
@@ -318,6 +332,16 @@ pub trait ConnectionStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// False when there was none.
     async fn delete_connection(&self, vendor: &str, user_id: &str) -> Result<bool, StoreError>;
+    /// Keeps a notification that cannot be fetched yet (unknown account, score pending) until
+    /// `not_before`; parking it again updates the reason, time and attempts.
+    async fn park_notification(&self, p: &ParkedNotification) -> Result<(), StoreError>;
+    /// Parked notifications due now whose vendor account is connected, oldest first.
+    async fn due_parked(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ParkedNotification>, StoreError>;
+    async fn drop_parked(&self, event_id: &str) -> Result<(), StoreError>;
     /// Marks an OAuth2 state nonce used; false when it already was (a replay).
     async fn consume_oauth_state(
         &self,

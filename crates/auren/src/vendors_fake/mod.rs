@@ -152,6 +152,29 @@ impl FakeWhoop {
         })
     }
 
+    /// Scores a pending recovery (named by its sleep), as WHOOP does once it has the data.
+    pub fn score_recovery(
+        &self,
+        sleep_id: &str,
+        recovery_score: f64,
+        hrv_rmssd_milli: f64,
+        resting_heart_rate: f64,
+    ) {
+        self.with(|w| {
+            let Some(cycle) = w.sleeps.get(sleep_id).map(|s| s["cycle_id"].clone()) else {
+                return;
+            };
+            let Some(r) = cycle.as_i64().and_then(|c| w.recoveries.get_mut(&c)) else {
+                return;
+            };
+            r["score_state"] = json!("SCORED");
+            r["updated_at"] =
+                json!(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            r["score"] = json!({"user_calibrating": false, "recovery_score": recovery_score,
+                "resting_heart_rate": resting_heart_rate, "hrv_rmssd_milli": hrv_rmssd_milli});
+        });
+    }
+
     /// Serves `f` instead of the next `f.count` answers under its path prefix.
     pub fn fail(&self, f: Failure) {
         self.with(|w| w.failures.push_back(f));

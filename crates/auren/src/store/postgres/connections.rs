@@ -1,7 +1,7 @@
 //! [`ConnectionStore`] on PostgreSQL.
 
 use super::PgStore;
-use crate::store::{ConnectionStore, StoreError, VendorConnection};
+use crate::store::{ConnectionStore, ParkedNotification, StoreError, VendorConnection};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -189,6 +189,62 @@ impl ConnectionStore for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn park_notification(&self, p: &ParkedNotification) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO vendor_parked_notifications \
+             (event_id, vendor, vendor_user_id, body, reason, not_before, attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO UPDATE SET \
+             reason = excluded.reason, not_before = excluded.not_before, attempts = excluded.attempts",
+        )
+        .bind(&p.event_id)
+        .bind(&p.vendor)
+        .bind(&p.vendor_user_id)
+        .bind(&p.body)
+        .bind(&p.reason)
+        .bind(p.not_before)
+        .bind(p.attempts)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn due_parked(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ParkedNotification>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.event_id, p.vendor, p.vendor_user_id, p.body, p.reason, p.not_before, p.attempts \
+             FROM vendor_parked_notifications p JOIN vendor_connections v \
+             ON v.vendor = p.vendor AND v.vendor_user_id = p.vendor_user_id \
+             WHERE v.status = 'connected' AND p.not_before <= $1 ORDER BY p.created_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ParkedNotification {
+                event_id: r.get(0),
+                vendor: r.get(1),
+                vendor_user_id: r.get(2),
+                body: r.get(3),
+                reason: r.get(4),
+                not_before: r.get(5),
+                attempts: r.get(6),
+            })
+            .collect())
+    }
+
+    async fn drop_parked(&self, event_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM vendor_parked_notifications WHERE event_id = $1")
+            .bind(event_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn consume_oauth_state(

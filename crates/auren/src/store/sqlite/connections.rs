@@ -1,7 +1,7 @@
 //! [`ConnectionStore`] on SQLite.
 
 use super::{parse_ts, ts, SqliteStore};
-use crate::store::{ConnectionStore, StoreError, VendorConnection};
+use crate::store::{ConnectionStore, ParkedNotification, StoreError, VendorConnection};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
@@ -207,6 +207,61 @@ impl ConnectionStore for SqliteStore {
                 "DELETE FROM vendor_connections WHERE vendor = ?1 AND user_id = ?2",
                 params![v, u],
             )? > 0)
+        })
+        .await
+    }
+
+    async fn park_notification(&self, p: &ParkedNotification) -> Result<(), StoreError> {
+        let p = p.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO vendor_parked_notifications \
+                 (event_id, vendor, vendor_user_id, body, reason, not_before, attempts) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (event_id) DO UPDATE SET \
+                 reason = excluded.reason, not_before = excluded.not_before, attempts = excluded.attempts",
+                params![p.event_id, p.vendor, p.vendor_user_id, p.body, p.reason, ts(p.not_before), p.attempts],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn due_parked(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ParkedNotification>, StoreError> {
+        self.with(move |c| {
+            let mut st = c.prepare(
+                "SELECT p.event_id, p.vendor, p.vendor_user_id, p.body, p.reason, p.not_before, p.attempts \
+                 FROM vendor_parked_notifications p JOIN vendor_connections v \
+                 ON v.vendor = p.vendor AND v.vendor_user_id = p.vendor_user_id \
+                 WHERE v.status = 'connected' AND p.not_before <= ?1 ORDER BY p.created_at LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![ts(now), limit], |r| {
+                Ok(ParkedNotification {
+                    event_id: r.get(0)?,
+                    vendor: r.get(1)?,
+                    vendor_user_id: r.get(2)?,
+                    body: r.get(3)?,
+                    reason: r.get(4)?,
+                    not_before: parse_ts(&r.get::<_, String>(5)?)?,
+                    attempts: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn drop_parked(&self, event_id: &str) -> Result<(), StoreError> {
+        let id = event_id.to_string();
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM vendor_parked_notifications WHERE event_id = ?1",
+                params![id],
+            )?;
+            Ok(())
         })
         .await
     }
