@@ -296,6 +296,22 @@ async fn whoop_flow(o: Options) {
         (readings(&app, &alice, "recovery_score").await == vec![30.0, 55.0, 42.0]).then_some(())
     })
     .await;
+    // WHOOP keeps failing longer than the in-place retries: the notification is kept and
+    // fetched on a later round.
+    fake.fail(Failure {
+        path_prefix: "/developer/v2/activity/sleep".into(),
+        status: 503,
+        retry_after: None,
+        count: 6,
+    });
+    let flaky = fake.add_recovery(whoop_user, "SCORED", 48.0, 41.0, 60.0);
+    app.post_whoop(&whoop_notification(whoop_user, &flaky))
+        .await;
+    eventually(40, "the recovery behind a failing vendor", || async {
+        (readings(&app, &alice, "recovery_score").await == vec![30.0, 55.0, 42.0, 48.0])
+            .then_some(())
+    })
+    .await;
 
     // The user revokes us at WHOOP: the refresh is refused once, the connection shows revoked.
     fake.revoke_refresh_tokens();
@@ -319,7 +335,7 @@ async fn whoop_flow(o: Options) {
     );
     assert_eq!(
         readings(&app, &alice, "recovery_score").await,
-        vec![30.0, 55.0, 42.0]
+        vec![30.0, 55.0, 42.0, 48.0]
     );
 
     // A notification for a WHOOP account nobody has connected yet is kept, and fetched once

@@ -6,7 +6,8 @@
 //!
 //! Progress is durable: the group's offsets are stored after the fetched events are appended.
 //! A vendor that limits us is waited for (`Retry-After`), 5xx and timeouts are retried with
-//! backoff; a notification that still fails is counted and skipped (no DLQ yet).
+//! backoff; a notification that still fails is parked in the store and tried again later (a
+//! minute or the pending-score retry, doubling to an hour, twelve rounds), then counted and given up (no DLQ yet).
 //! A notification that cannot be fetched yet is parked in the store: for a vendor account not
 //! connected yet (fetched once it is), or whose score is still pending (tried again after
 //! `AUREN_PENDING_SCORE_RETRY_SECONDS`).
@@ -55,6 +56,16 @@ enum Handled {
     Parked,
     /// Counted under this label and skipped.
     Skipped(&'static str),
+}
+
+/// Rounds of attempts at a notification the vendor keeps failing, a parked wait apart.
+const FAILING_ATTEMPTS: i32 = 12;
+
+/// The wait before a failing notification's next round: from `base` (at most a minute),
+/// doubling, at most an hour.
+fn parked_backoff(base: Duration, attempts: i32) -> Duration {
+    (base.min(Duration::from_secs(60)) * (1u32 << attempts.clamp(0, 6) as u32))
+        .min(Duration::from_secs(3600))
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -219,6 +230,34 @@ impl Fetcher {
                         _ = tokio::time::sleep(w) => continue,
                         _ = shutdown.wait() => return Handled::Ignored,
                     }
+                }
+                Some(_) if attempts < FAILING_ATTEMPTS => {
+                    // Still failing: kept in the store and tried again later, never lost.
+                    if let Ok(event) = serde_json::from_slice::<BiometricEvent>(value) {
+                        let account = event.subject.id.trim_start_matches("whoop:").to_string();
+                        let later = Utc::now()
+                            + chrono::Duration::from_std(parked_backoff(
+                                self.pending_retry,
+                                attempts,
+                            ))
+                            .unwrap_or_default();
+                        if self
+                            .park(&event, &account, label, later, attempts)
+                            .await
+                            .is_ok()
+                        {
+                            tracing::info!(
+                                reason = label,
+                                attempts,
+                                "vendor fetch still failing; kept for later"
+                            );
+                            metrics::counter!("auren_vendor_notifications_total", "vendor" => "whoop", "outcome" => "parked").increment(1);
+                            return Handled::Parked;
+                        }
+                    }
+                    tracing::warn!(reason = label, "gave up fetching a notified object");
+                    metrics::counter!("auren_vendor_notifications_total", "vendor" => "whoop", "outcome" => label).increment(1);
+                    return Handled::Skipped(label);
                 }
                 _ => {
                     if let Err(e) = &outcome {
