@@ -242,9 +242,9 @@ pub struct DeliverySettings {
     /// Deadline of one request to the LangGraph server (a run waits for the graph).
     #[arg(long, env = "LANGGRAPH_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub langgraph_timeout_ms: u64,
-    /// Delays before each webhook attempt of a message, comma-separated (`0s,5s,5m,30m,2h,5h,10h,10h`:
-    /// Standard Webhooks' schedule); after the last one fails the endpoint is disabled.
-    #[arg(long, env = "AUREN_WEBHOOK_RETRY_SCHEDULE", default_value = "0s,5s,5m,30m,2h,5h,10h,10h", value_parser = parse_schedule)]
+    /// Delays before each retry of a webhook, comma-separated; the first attempt is immediate (the
+    /// schedule Standard Webhooks senders use). When the last retry fails the endpoint is disabled.
+    #[arg(long, env = "AUREN_WEBHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = parse_schedule)]
     pub webhook_retry_schedule: Schedule,
     /// Deadline of one webhook request.
     #[arg(long, env = "AUREN_WEBHOOK_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -774,6 +774,39 @@ mod tests {
             s: Settings,
         }
         <All as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn dev_mode_generates_a_token_key_and_adds_one_to_an_older_secrets_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings::defaults().secrets;
+        s.dev_mode = true;
+        let first = s.resolve(dir.path()).unwrap();
+        let key = first.token_key.clone().expect("generated");
+        crate::crypto::TokenKey::parse(&key).unwrap();
+        assert_eq!(s.resolve(dir.path()).unwrap().token_key, Some(key));
+        // A file written before token keys existed gets one, and stays owner-only.
+        let path = dir.path().join(DEV_SECRETS_FILE);
+        let mut old: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        old.as_object_mut().unwrap().remove("token_key");
+        std::fs::write(&path, old.to_string()).unwrap();
+        assert!(s.resolve(dir.path()).unwrap().token_key.is_some());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "dev-secrets.json is readable by others");
+        }
+    }
+
+    #[test]
+    fn a_malformed_token_key_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings::defaults().secrets;
+        s.dev_mode = true;
+        s.token_key.token_key = Some("too-short".into());
+        assert!(s.resolve(dir.path()).is_err());
     }
 
     fn matches(args: &[&str]) -> ArgMatches {
