@@ -3,9 +3,9 @@
 # (LANGGRAPH_DELIVERY=state, a real `langgraph dev`) and -> a Standard Webhooks receiver's 2xx
 # (tests/support/webhook_receiver.py, which also verifies every signature), on a release build of
 # `auren serve` (embedded log). `auren simulate` drives USERS users through DAYS days; the rate of
-# switches this produces is reported, not assumed. Latency is the service's own histogram
-# `auren_agent_delivery_lag_seconds{sink}`: from the commit that queued the switch to the
-# receiver's answer.
+# switches this produces is reported, not assumed. scripts/bench/delivery_latency.py measures each
+# switch: its commit (the mode history's created_at) -> the LangGraph checkpoint that carries it,
+# and -> the receiver's arrival.
 # Usage: scripts/bench/delivery.sh            (AUREN_BIN=path measures another build)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -63,4 +63,5 @@ echo "users=$USERS days=$DAYS simulation=$(awk -v a="$t0" -v b="$t1" 'BEGIN { pr
   "switch_rate=$(awk -v n="$switches" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')/s" \
   "all_delivered_after=$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.1f", b - a }')s"
 echo "langgraph delivered=${lgd:-0} webhook delivered=${whd:-0} receiver_verified=$verified"
-scrape | grep -E '^auren_agent_delivery_lag_seconds\{sink="(langgraph|webhook)",quantile="(0.5|0.9|0.99|1)"\}|^auren_agent_deliveries_total' || true
+scrape | grep -E '^auren_agent_deliveries_total' || true
+python3 scripts/bench/delivery_latency.py "$dir/data/state.db" "$dir/received.jsonl" "$LANGGRAPH_URL"
