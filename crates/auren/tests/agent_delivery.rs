@@ -687,3 +687,66 @@ async fn two_processes_sharing_a_postgresql_store_deliver_each_switch_once_in_or
     shutdown.trigger();
     assert!(shutdown.drain(Duration::from_secs(30)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_langgraph_server_holds_up_neither_the_bridge_nor_the_webhooks() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let app = TestApp::spawn_with(
+        Options {
+            bridge: true,
+            ..Default::default()
+        },
+        move |s| {
+            s.bridge.delivery.langgraph_url = Some(dead.parse().unwrap());
+            s.secrets.token_key.token_key = Some(TOKEN_KEY.into());
+            s.bridge.delivery.webhook_allow_private = true;
+        },
+    )
+    .await;
+    let receiver = Receiver::start(app.data_dir.path(), 0);
+    register(&app.url(""), &receiver, None).await;
+    let user = unique("lg_dead");
+    stressed(&app, &user).await;
+    // The switch is committed and published, and reaches the webhook, while LangGraph fails.
+    let published = app.first_switch(60, "the published switch").await;
+    eventually(60, "the webhook delivery", || async {
+        receiver
+            .received()
+            .iter()
+            .any(|r| r["switch_id"] == published["switch_id"] && r["answered"] == 204)
+            .then_some(())
+    })
+    .await;
+    eventually(60, "failed LangGraph attempts, retried", || async {
+        let m = app.metrics().await;
+        (metric_value(
+            &m,
+            "auren_agent_deliveries_total{sink=\"langgraph\",outcome=\"failed\"}",
+        ) >= 1.0)
+            .then_some(())
+    })
+    .await;
+    // Ingest still answers at once.
+    let key = app.issue_key(&user).await;
+    let started = std::time::Instant::now();
+    let r = app
+        .push(
+            &key,
+            &user,
+            &[("heartRate", 70.0, chrono::Utc::now().to_rfc3339())],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let backlog = app
+        .backends
+        .stores()
+        .await
+        .unwrap()
+        .deliveries
+        .backlog("langgraph")
+        .await
+        .unwrap();
+    assert!(backlog >= 1, "the switch waits in the store for LangGraph");
+    app.stop().await;
+}
