@@ -85,7 +85,7 @@ impl Service {
                 body_read_timeout: settings.http.body_read_timeout(),
                 ingest_limits: settings.ingest.limits(),
                 auth: http::auth_limit::AuthLimiter::new(settings.http.auth_failures_per_minute),
-                key_cache: http::key_cache(),
+                key_cache: http::key_cache(settings.ingest.key_cache_ttl()),
             }),
         };
         tracing::info!(backends = %backends.describe(), "backends ready");

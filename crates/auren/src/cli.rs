@@ -151,6 +151,36 @@ struct TopicsCreateArgs {
 enum KeysCommand {
     /// Issue a key for a user. The key is printed once, alone on the last line of stdout.
     Create(KeysCreateArgs),
+    /// List a user's keys: id (not the key), created, revoked; tab-separated, oldest first.
+    List(KeysListArgs),
+    /// Revoke a key by its id (as `keys list` shows it). Running instances refuse it within
+    /// AUREN_KEY_CACHE_TTL_SECONDS.
+    Revoke(KeysRevokeArgs),
+}
+
+#[derive(clap::Args, Serialize, Deserialize)]
+struct KeysListArgs {
+    /// The user whose keys to list.
+    #[arg(long)]
+    user: String,
+    #[command(flatten)]
+    data: DataSettings,
+    #[command(flatten)]
+    store: StoreSettings,
+    #[command(flatten)]
+    telemetry: TelemetrySettings,
+}
+
+#[derive(clap::Args, Serialize, Deserialize)]
+struct KeysRevokeArgs {
+    /// The key's id: the first 16 hex characters of its hash, as `keys list` shows it.
+    key_id: String,
+    #[command(flatten)]
+    data: DataSettings,
+    #[command(flatten)]
+    store: StoreSettings,
+    #[command(flatten)]
+    telemetry: TelemetrySettings,
 }
 
 #[derive(clap::Args, Serialize, Deserialize)]
@@ -285,7 +315,64 @@ fn run_cli() -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        Command::Keys { .. } => {
+        Command::Keys {
+            command: KeysCommand::List(_),
+        } => {
+            let a: KeysListArgs = settings::resolve(m, file)?;
+            crate::telemetry::init_tracing(&a.telemetry);
+            auren_core::model::validate_user_id(&a.user).context("--user")?;
+            let backends = backends_of(a.data, None, Some(a.store));
+            rt.block_on(async {
+                let keys = backends.keys().await?.list(&a.user).await?;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "key_id\tcreated_at\trevoked_at")?;
+                for k in keys {
+                    let revoked = k.revoked_at.map_or("-".to_string(), |t| t.to_rfc3339());
+                    writeln!(
+                        out,
+                        "{}\t{}\t{revoked}",
+                        k.key_id,
+                        k.created_at.to_rfc3339()
+                    )?;
+                }
+                Ok(())
+            })
+        }
+        Command::Keys {
+            command: KeysCommand::Revoke(_),
+        } => {
+            let a: KeysRevokeArgs = settings::resolve(m, file)?;
+            crate::telemetry::init_tracing(&a.telemetry);
+            anyhow::ensure!(
+                crate::store::valid_key_id(&a.key_id),
+                "KEY_ID must be {} lower-case hex characters, as `auren keys list` shows it",
+                crate::store::KEY_ID_LEN
+            );
+            let backends = backends_of(a.data, None, Some(a.store));
+            rt.block_on(async {
+                use crate::store::Revocation;
+                match backends.keys().await?.revoke(&a.key_id).await? {
+                    Revocation::Revoked(k) => println!(
+                        "revoked {} at {}; running instances refuse it within their key cache TTL (AUREN_KEY_CACHE_TTL_SECONDS)",
+                        k.key_id,
+                        k.revoked_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+                    ),
+                    Revocation::AlreadyRevoked(k) => println!(
+                        "{} was already revoked at {}",
+                        k.key_id,
+                        k.revoked_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+                    ),
+                    Revocation::NotFound => anyhow::bail!("no key has the id {}", a.key_id),
+                    Revocation::Ambiguous => {
+                        anyhow::bail!("more than one key has the id {}; none was revoked", a.key_id)
+                    }
+                }
+                Ok(())
+            })
+        }
+        Command::Keys {
+            command: KeysCommand::Create(_),
+        } => {
             let a: KeysCreateArgs = settings::resolve(m, file)?;
             crate::telemetry::init_tracing(&a.telemetry);
             auren_core::model::validate_user_id(&a.user).context("--user")?;

@@ -103,6 +103,10 @@ pub struct IngestSettings {
     /// Data points in one Health Auto Export metric; more gets 413.
     #[arg(long, env = "AUREN_MAX_POINTS_PER_METRIC", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_points_per_metric: u32,
+    /// How long a user key's lookup is cached: a revoked key is refused by every instance
+    /// within this (at once by the one that revoked it); 0 asks the store on every request.
+    #[arg(long, env = "AUREN_KEY_CACHE_TTL_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub key_cache_ttl_seconds: u64,
 }
 
 impl IngestSettings {
@@ -118,6 +122,9 @@ impl IngestSettings {
     }
     pub fn admission_wait(&self) -> Duration {
         Duration::from_millis(self.admission_wait_ms)
+    }
+    pub fn key_cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.key_cache_ttl_seconds)
     }
 }
 

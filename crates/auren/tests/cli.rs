@@ -285,3 +285,49 @@ fn completions_for_each_shell_name_the_commands() {
     let (ok, _, stderr) = auren(&["completions", "cmd.exe"], &[]);
     assert!(!ok && stderr.contains("invalid value"), "{stderr}");
 }
+
+/// `keys list` shows ids, never keys; `keys revoke` takes an id, stops the key, and is harmless
+/// twice.
+#[test]
+fn keys_list_and_revoke_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("AUREN_DATA_DIR", dir.path().to_str().unwrap())];
+    let (ok, key, stderr) = auren(&["keys", "create", "--user", "cli-user"], &env);
+    assert!(ok, "{stderr}");
+    let key = key.trim();
+    auren(&["keys", "create", "--user", "someone-else"], &env);
+    let id = auren::store::key_id(&auren::store::key_hash(key));
+    let list = || {
+        let (ok, stdout, stderr) = auren(&["keys", "list", "--user", "cli-user"], &env);
+        assert!(ok, "{stderr}");
+        assert!(!stdout.contains(key), "{stdout}");
+        stdout
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+    let rows = list();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0], ["key_id", "created_at", "revoked_at"]);
+    assert_eq!(
+        (rows[1][0].as_str(), rows[1][2].as_str()),
+        (id.as_str(), "-")
+    );
+    chrono::DateTime::parse_from_rfc3339(&rows[1][1]).unwrap();
+
+    let (ok, stdout, stderr) = auren(&["keys", "revoke", &id], &env);
+    assert!(
+        ok && stdout.starts_with(&format!("revoked {id} at ")),
+        "{stdout}{stderr}"
+    );
+    let rows = list();
+    chrono::DateTime::parse_from_rfc3339(&rows[1][2]).unwrap();
+    let (ok, stdout, _) = auren(&["keys", "revoke", &id], &env);
+    assert!(ok && stdout.contains("already revoked"), "{stdout}");
+
+    let (ok, _, stderr) = auren(&["keys", "revoke", "0000000000000000"], &env);
+    assert!(!ok && stderr.contains("no key has the id"), "{stderr}");
+    let (ok, _, stderr) = auren(&["keys", "revoke", key], &env);
+    assert!(!ok && stderr.contains("KEY_ID must be 16"), "{stderr}");
+    assert!(!stderr.contains(key), "the key is not echoed: {stderr}");
+}

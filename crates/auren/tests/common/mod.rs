@@ -160,8 +160,15 @@ pub fn auren_command(settings: &Settings) -> Command {
 
 impl TestApp {
     pub async fn spawn(o: Options) -> TestApp {
+        Self::spawn_with(o, |_| {}).await
+    }
+
+    /// [`TestApp::spawn`], with `edit` applied to the settings last (it may capture values,
+    /// such as another app's database).
+    pub async fn spawn_with(o: Options, edit: impl FnOnce(&mut Settings)) -> TestApp {
         let data_dir = tempfile::tempdir().unwrap();
-        let args = service_args(&o, data_dir.path()).await;
+        let mut args = service_args(&o, data_dir.path()).await;
+        edit(&mut args);
         if std::env::var_os("RUST_LOG").is_some() {
             let mut t = args.telemetry.clone();
             t.rust_log = std::env::var("RUST_LOG").unwrap();
