@@ -161,7 +161,7 @@ pub async fn serve_metrics(listener: TcpListener, shutdown: Shutdown) -> anyhow:
         "/metrics",
         get(move || {
             let h = handle.clone();
-            async move { h.render() }
+            async move { crate::telemetry::render_metrics(&h) }
         }),
     );
     axum::serve(listener, app)

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "auren",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("AUREN_GIT_REVISION"), ")"),
     about = "AUREN Bridge: wearable webhooks to cognitive context for AI agents"
 )]
 struct Cli {

@@ -20,47 +20,161 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .install_recorder()
                 .expect("the metrics recorder is installed once");
             describe();
+            metrics::gauge!(
+                "auren_build_info",
+                "version" => env!("CARGO_PKG_VERSION"),
+                "revision" => env!("AUREN_GIT_REVISION"),
+            )
+            .set(1.0);
+            process_collector().describe();
             handle
         })
         .clone()
 }
 
+/// The process's CPU, memory, file descriptors and threads, read at each scrape.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// The text of `/metrics`: the process metrics are read now, so they are as fresh as the scrape.
+pub fn render_metrics(handle: &PrometheusHandle) -> String {
+    process_collector().collect();
+    handle.render()
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric the service records, with its help text: one table, so a metric without HELP
+/// is caught by a test rather than by an operator reading a bare `# TYPE` line.
+const METRICS: &[(&str, Kind, &str)] = &[
+    (
+        "auren_build_info",
+        Kind::Gauge,
+        "Always 1; the labels name the running version and its git revision.",
+    ),
+    (
+        "auren_webhook_events_total",
+        Kind::Counter,
+        "Webhook requests by source and outcome (accepted, duplicate, or the problem reason).",
+    ),
+    (
+        "auren_webhook_process_duration_seconds",
+        Kind::Histogram,
+        "Time from request to answer, including the durable append.",
+    ),
+    (
+        "auren_active_webhook_tasks",
+        Kind::Gauge,
+        "Webhook requests being processed now.",
+    ),
+    (
+        "auren_ingest_samples_total",
+        Kind::Counter,
+        "HealthKit and Health Auto Export samples by outcome.",
+    ),
+    (
+        "auren_ingest_samples_rejected_total",
+        Kind::Counter,
+        "Samples refused, by reason (unit, range, timestamp ...).",
+    ),
+    (
+        "auren_log_append_seconds",
+        Kind::Histogram,
+        "Latency of a durable append to the event log, by backend.",
+    ),
+    (
+        "auren_log_replaced_total",
+        Kind::Counter,
+        "Times the embedded log file was found deleted or replaced while running.",
+    ),
+    (
+        "auren_oura_signature_fallback_total",
+        Kind::Counter,
+        "Oura deliveries that verified only over a compact re-serialisation of the body.",
+    ),
+    (
+        "auren_cache_errors_total",
+        Kind::Counter,
+        "Cache operations that failed, by operation (degraded, not fatal).",
+    ),
+    (
+        "auren_http_connections",
+        Kind::Gauge,
+        "Open connections to the API listener.",
+    ),
+    (
+        "auren_http_connections_closed_total",
+        Kind::Counter,
+        "Connections the listener closed itself, by reason (timeouts, errors).",
+    ),
+    (
+        "auren_auth_failures_total",
+        Kind::Counter,
+        "Failed authentications (verification token, user keys, admin token), by reason.",
+    ),
+    (
+        "auren_auth_lockouts_total",
+        Kind::Counter,
+        "Client addresses locked out after repeated failed authentication.",
+    ),
+    (
+        "auren_kafka_messages_processed_total",
+        Kind::Counter,
+        "Events the bridge read from the log, by outcome (applied, duplicate, dlq ...).",
+    ),
+    (
+        "auren_mode_switches_total",
+        Kind::Counter,
+        "Cognitive mode switches, by previous and new mode.",
+    ),
+    (
+        "auren_checkpoint_save_seconds",
+        Kind::Histogram,
+        "Time to commit one bridge batch: checkpoints, mode history and offsets in one transaction.",
+    ),
+    (
+        "auren_checkpoint_unreadable_total",
+        Kind::Counter,
+        "Stored checkpoints that could not be read; the user started afresh.",
+    ),
+    (
+        "auren_consumer_lag",
+        Kind::Gauge,
+        "Events in the log not yet consumed by the bridge, by partition.",
+    ),
+    (
+        "auren_config_reloads_total",
+        Kind::Counter,
+        "Thresholds file reloads, by outcome (applied or rejected).",
+    ),
+    (
+        "auren_bridge_restarts_total",
+        Kind::Counter,
+        "Bridge batches that failed and were resumed from the last durable point.",
+    ),
+    (
+        "auren_bridge_rebalances_total",
+        Kind::Counter,
+        "Kafka partition assignments this bridge received.",
+    ),
+];
+
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(
-        "auren_webhook_events_total",
-        "Webhook requests by source and outcome."
-    );
-    describe_histogram!(
-        "auren_webhook_process_duration_seconds",
-        Unit::Seconds,
-        "Time from request to answer, including the durable append."
-    );
-    describe_gauge!(
-        "auren_active_webhook_tasks",
-        "Webhook requests being processed now."
-    );
-    describe_counter!(
-        "auren_ingest_samples_total",
-        "HealthKit/HAE samples by outcome."
-    );
-    describe_counter!(
-        "auren_ingest_samples_rejected_total",
-        "Samples refused, by reason (unit, range, timestamp ...)."
-    );
-    describe_histogram!(
-        "auren_log_append_seconds",
-        Unit::Seconds,
-        "Durable append latency."
-    );
-    describe_counter!(
-        "auren_oura_signature_fallback_total",
-        "Oura deliveries that verified only over a compact re-serialisation of the body."
-    );
-    describe_counter!(
-        "auren_cache_errors_total",
-        "Cache operations that failed (degraded, not fatal)."
-    );
+    for &(name, kind, help) in METRICS {
+        match kind {
+            Kind::Counter => describe_counter!(name, help),
+            Kind::Gauge => describe_gauge!(name, help),
+            Kind::Histogram => describe_histogram!(name, Unit::Seconds, help),
+        }
+    }
 }
 
 /// Installs the log subscriber once; later calls (tests) keep the first.
@@ -103,4 +217,43 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every metric recorded anywhere in the source has help text: a new `counter!` without an
+    /// entry in [`super::METRICS`] fails here.
+    #[test]
+    fn every_recorded_metric_is_described() {
+        let described: std::collections::BTreeSet<&str> =
+            super::METRICS.iter().map(|m| m.0).collect();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut recorded = std::collections::BTreeSet::new();
+        let mut dirs = vec![src];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for macro_name in ["counter!(", "gauge!(", "histogram!("] {
+                    for (i, _) in text.match_indices(macro_name) {
+                        let rest = text[i + macro_name.len()..].trim_start();
+                        let name = rest.strip_prefix('"').and_then(|r| r.split('"').next());
+                        if let Some(name) = name.filter(|n| n.starts_with("auren_")) {
+                            recorded.insert(name.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(recorded.len() >= 20, "{recorded:?}");
+        let missing: Vec<_> = recorded
+            .iter()
+            .filter(|n| !described.contains(n.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "metrics without help text: {missing:?}");
+    }
 }
