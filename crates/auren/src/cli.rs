@@ -5,7 +5,7 @@ use crate::log::{LoggedRecord, StartAt};
 use crate::root::Backends;
 use crate::settings::{
     self, BackendSettings, BridgeSettings, DataSettings, LogSettings, MetricsSettings, Settings,
-    StoreSettings, TelemetrySettings,
+    StoreSettings, TelemetrySettings, TracesSettings,
 };
 use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -95,6 +95,8 @@ struct BridgeArgs {
     metrics: MetricsSettings,
     #[command(flatten)]
     telemetry: TelemetrySettings,
+    #[command(flatten)]
+    traces: TracesSettings,
 }
 
 #[derive(clap::Args, Serialize, Deserialize)]
@@ -262,7 +264,9 @@ fn leaf(m: &ArgMatches) -> &ArgMatches {
 }
 
 pub fn main() -> ExitCode {
-    match run_cli() {
+    let result = run_cli();
+    crate::telemetry::shutdown_tracing();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -280,12 +284,12 @@ fn run_cli() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(_) => {
             let a: ServeArgs = settings::resolve(m, file)?;
-            crate::telemetry::init_tracing(&a.settings.telemetry);
+            crate::telemetry::init_tracing_with_traces(&a.settings.telemetry, &a.settings.traces);
             rt.block_on(crate::app::serve(a.settings, a.no_bridge))
         }
         Command::Bridge(_) => {
             let a: BridgeArgs = settings::resolve(m, file)?;
-            crate::telemetry::init_tracing(&a.telemetry);
+            crate::telemetry::init_tracing_with_traces(&a.telemetry, &a.traces);
             let backends = Backends::new(a.backends);
             rt.block_on(crate::app::run_bridge(
                 backends,

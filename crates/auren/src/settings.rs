@@ -265,6 +265,23 @@ pub struct TelemetrySettings {
     pub log_format: String,
 }
 
+/// OpenTelemetry traces over OTLP/HTTP (protobuf), for the long-running commands: off unless an
+/// endpoint is set. The SDK reads the other standard `OTEL_*` variables itself (see
+/// `telemetry`).
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct TracesSettings {
+    /// OTLP/HTTP base URL of a collector (e.g. http://collector:4318); traces go to its
+    /// /v1/traces. Unset: no traces, and no cost.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// The whole URL traces are sent to, used as given; wins over --otlp-endpoint.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    pub otlp_traces_endpoint: Option<String>,
+    /// Exports no traces even when an endpoint is set.
+    #[arg(long, env = "OTEL_SDK_DISABLED", value_parser = parse_flag, default_value = "0")]
+    pub otel_sdk_disabled: bool,
+}
+
 /// Every group: what `auren serve` takes and `auren config show` prints.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct Settings {
@@ -288,6 +305,8 @@ pub struct Settings {
     pub secrets: SecretSettings,
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
+    #[command(flatten)]
+    pub traces: TracesSettings,
 }
 
 /// The groups the composition root opens backends from.
@@ -329,7 +348,12 @@ impl Settings {
                 }
             }
         }
-        for (group, field) in [("store", "postgres_url"), ("cache", "redis_url")] {
+        for (group, field) in [
+            ("store", "postgres_url"),
+            ("cache", "redis_url"),
+            ("traces", "otlp_endpoint"),
+            ("traces", "otlp_traces_endpoint"),
+        ] {
             if let Some(Value::String(url)) = v.get_mut(group).and_then(|g| g.get_mut(field)) {
                 *url = redact_url(url);
             }

@@ -1,8 +1,14 @@
-//! Metrics and logs. The Prometheus recorder is process-global, installed once; its text is
-//! served on its own listener (`AUREN_METRICS_ADDR`) so scraping never competes with webhooks.
+//! Metrics, logs and traces. The Prometheus recorder is process-global, installed once; its text
+//! is served on its own listener (`AUREN_METRICS_ADDR`) so scraping never competes with webhooks.
 //! Log lines carry pseudonyms, counts and reasons only: never a raw user id, key or body.
+//!
+//! Traces go to an OTLP/HTTP collector when an endpoint is configured, and nowhere otherwise.
+//! Their spans use their own target, [`TRACE_TARGET`], which the log lines never show: with no
+//! exporter no layer wants them, so `tracing` disables their call sites once and a span costs a
+//! cached check. Span fields are bounded like metric labels (a vendor, an outcome, a count, a
+//! backend): never a user id, pseudonym, key or body.
 
-use crate::settings::TelemetrySettings;
+use crate::settings::{TelemetrySettings, TracesSettings};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
@@ -177,10 +183,25 @@ fn describe() {
     }
 }
 
+/// The target of the spans exported as traces.
+pub const TRACE_TARGET: &str = "auren::trace";
+
 /// Installs the log subscriber once; later calls (tests) keep the first.
 pub fn init_tracing(settings: &TelemetrySettings) {
+    init(settings, None)
+}
+
+/// [`init_tracing`], exporting traces when `traces` names an endpoint (`serve`, `bridge`).
+/// [`shutdown_tracing`] flushes them at exit.
+pub fn init_tracing_with_traces(settings: &TelemetrySettings, traces: &TracesSettings) {
+    init(settings, Some(traces))
+}
+
+fn init(settings: &TelemetrySettings, traces: Option<&TracesSettings>) {
     use std::io::Write;
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, Registry};
     let filter = EnvFilter::try_new(&settings.rust_log).unwrap_or_else(|e| {
         let _ = writeln!(
             std::io::stderr(),
@@ -189,20 +210,109 @@ pub fn init_tracing(settings: &TelemetrySettings) {
         );
         EnvFilter::new("info")
     });
+    let filter = filter.add_directive(
+        format!("{TRACE_TARGET}=off")
+            .parse()
+            .expect("a valid directive"),
+    );
     // A log line that cannot be written (stderr on a full disk, a closed pipe) is dropped.
     // tracing's default reports such a failure with `eprintln!`, which panics when stderr
     // itself fails, and a panic on the embedded log's writer thread would stop every
     // acknowledgement: logging must never take a worker down.
     // Colour codes only for a person at a terminal, never into a file or a log collector.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if settings.log_format == "json" {
-        let _ = builder.json().try_init();
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = if settings.log_format == "json" {
+        fmt.json().with_filter(filter).boxed()
     } else {
-        let _ = builder.try_init();
+        fmt.with_filter(filter).boxed()
+    };
+    let logs = tracing_subscriber::registry().with(fmt);
+    let Some(provider) = traces.and_then(otlp_provider) else {
+        let _ = logs.try_init();
+        return;
+    };
+    use opentelemetry::trace::TracerProvider;
+    let spans =
+        tracing_subscriber::filter::Targets::new().with_target(TRACE_TARGET, tracing::Level::TRACE);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("auren"))
+        .with_filter(spans);
+    if logs.with(otel).try_init().is_ok() {
+        let _ = TRACER_PROVIDER.set(provider);
+        tracing::info!("exporting traces over OTLP/HTTP");
+    }
+}
+
+static TRACER_PROVIDER: OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> = OnceLock::new();
+
+/// The exporter's URL: the traces endpoint as given, else `/v1/traces` under the base endpoint
+/// (as the OTLP specification reads `OTEL_EXPORTER_OTLP_ENDPOINT`); none when traces are off.
+fn traces_url(t: &TracesSettings) -> Option<String> {
+    if t.otel_sdk_disabled {
+        return None;
+    }
+    fn given(v: &Option<String>) -> Option<&str> {
+        v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+    }
+    match (given(&t.otlp_traces_endpoint), given(&t.otlp_endpoint)) {
+        (Some(url), _) => Some(url.to_string()),
+        (None, Some(base)) => Some(format!("{}/v1/traces", base.trim_end_matches('/'))),
+        (None, None) => None,
+    }
+}
+
+/// The tracer provider: a batch exporter over OTLP/HTTP with protobuf bodies (reqwest). The SDK
+/// reads the other standard variables itself: `OTEL_EXPORTER_OTLP_HEADERS`, `..._TIMEOUT`,
+/// `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_BSP_*`.
+/// A collector that cannot be reached costs dropped spans, never requests: export runs on the
+/// processor's own thread.
+fn otlp_provider(t: &TracesSettings) -> Option<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    use std::io::Write;
+    let url = traces_url(t)?;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(url.clone())
+        .build();
+    let exporter = match exporter {
+        Ok(e) => e,
+        Err(e) => {
+            // The subscriber is not installed yet: said on stderr, and the service runs on.
+            let _ = writeln!(
+                std::io::stderr(),
+                "warning: no traces: the OTLP exporter for {url} could not be built ({e})"
+            );
+            return None;
+        }
+    };
+    let resource = opentelemetry_sdk::Resource::builder().build();
+    let named = resource
+        .get(&opentelemetry::Key::new("service.name"))
+        .is_some_and(|n| !n.as_str().starts_with("unknown_service"));
+    let mut resource = opentelemetry_sdk::Resource::builder().with_attribute(
+        opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+    );
+    if !named {
+        resource = resource.with_service_name("auren");
+    }
+    Some(
+        opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource.build())
+            .build(),
+    )
+}
+
+/// Exports the spans still queued and stops the exporter; at the end of `main`.
+pub fn shutdown_tracing() {
+    if let Some(provider) = TRACER_PROVIDER.get() {
+        if let Err(e) = provider.shutdown() {
+            tracing::warn!(error = %e, "flushing traces at exit failed");
+        }
     }
 }
 
