@@ -255,6 +255,44 @@ struct ConfigShowArgs {
     settings: Settings,
 }
 
+/// Flags of a shared settings group that a command takes but has no use for: accepted (and
+/// read from the environment) like the others, so a shared environment stays valid, but not
+/// listed in its `--help`.
+const UNLISTED: [(&str, &str, &[&str]); 3] = [
+    ("log", "read", &LOG_UNUSED_BY_READERS),
+    ("log", "adopt", &LOG_UNUSED_BY_READERS),
+    (
+        "topics",
+        "create",
+        &[
+            "log_timeout_ms",
+            "kafka_session_timeout_ms",
+            "embedded_partitions",
+        ],
+    ),
+];
+const LOG_UNUSED_BY_READERS: [&str; 5] = [
+    "switches_topic",
+    "dlq_topic",
+    "embedded_partitions",
+    "log_timeout_ms",
+    "kafka_session_timeout_ms",
+];
+
+/// The command line `auren` parses: the derived commands, with each command's `--help` listing
+/// only the flags that concern it.
+pub fn command() -> clap::Command {
+    UNLISTED
+        .iter()
+        .fold(Cli::command(), |cmd, &(group, name, ids)| {
+            cmd.mut_subcommand(group, |g| {
+                g.mut_subcommand(name, |c| {
+                    ids.iter().fold(c, |c, id| c.mut_arg(*id, |a| a.hide(true)))
+                })
+            })
+        })
+}
+
 /// The matches of the innermost subcommand, where a command's own flags are.
 fn leaf(m: &ArgMatches) -> &ArgMatches {
     match m.subcommand() {
@@ -276,7 +314,9 @@ pub fn main() -> ExitCode {
 }
 
 fn run_cli() -> anyhow::Result<()> {
-    let matches = Cli::command().get_matches();
+    let matches = command()
+        .try_get_matches()
+        .unwrap_or_else(|e| settings::name_the_variable(e, command()).exit());
     let cli = Cli::from_arg_matches(&matches)?;
     let file = cli.config.as_deref().map(settings::read_file).transpose()?;
     let (file, m) = (file.as_ref(), leaf(&matches));
@@ -470,7 +510,7 @@ fn run_cli() -> anyhow::Result<()> {
         }
         Command::Replay(args) => crate::replay::run(args),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "auren", &mut std::io::stdout());
+            clap_complete::generate(shell, &mut command(), "auren", &mut std::io::stdout());
             Ok(())
         }
     }
@@ -551,7 +591,7 @@ mod tests {
     /// default parses, and so on. A mistake here would otherwise surface only when run.
     #[test]
     fn the_command_line_is_well_formed() {
-        Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]

@@ -392,6 +392,47 @@ pub fn parse_flag(s: &str) -> Result<bool, String> {
     }
 }
 
+/// A refused value names where it came from: clap's own message names the flag only, and a
+/// value read from the environment (`AUREN_HTTP_ADDR=...`) would send the reader looking for a
+/// flag nobody typed.
+pub fn name_the_variable(mut e: clap::Error, mut cmd: clap::Command) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return e;
+    }
+    let Some(ContextValue::String(shown)) = e.get(ContextKind::InvalidArg).cloned() else {
+        return e;
+    };
+    fn find<'a>(c: &'a clap::Command, shown: &str) -> Option<&'a clap::Arg> {
+        c.get_arguments()
+            .find(|a| a.to_string() == shown)
+            .or_else(|| c.get_subcommands().find_map(|s| find(s, shown)))
+    }
+    cmd.build();
+    let Some(arg) = find(&cmd, &shown) else {
+        return e;
+    };
+    let (Some(var), Some(long)) = (arg.get_env(), arg.get_long()) else {
+        return e;
+    };
+    let var = var.to_string_lossy();
+    let typed =
+        std::env::args().any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
+    let tip = if !typed && std::env::var_os(var.as_ref()).is_some() {
+        format!("the value came from the environment variable {var}")
+    } else {
+        format!("--{long} can also be set with the environment variable {var}")
+    };
+    e.insert(
+        ContextKind::Suggested,
+        ContextValue::StyledStrs(vec![tip.into()]),
+    );
+    e
+}
+
 /// A command of its own around one settings type, to reach its args generically.
 fn command_of<T: Args>() -> clap::Command {
     T::augment_args(clap::Command::new("auren"))

@@ -331,3 +331,114 @@ fn keys_list_and_revoke_by_id() {
     assert!(!ok && stderr.contains("KEY_ID must be 16"), "{stderr}");
     assert!(!stderr.contains(key), "the key is not echoed: {stderr}");
 }
+
+/// `--help`: every flag says what it is for, and `keys create`, `migrate` and `log read` list
+/// only the flags that concern them (a shared group's other flags are accepted, not listed).
+#[test]
+fn every_flag_is_described_and_commands_list_only_their_own() {
+    let mut cmd = auren::cli::command();
+    cmd.build();
+    fn walk(c: &clap::Command, path: &str, bare: &mut Vec<String>) {
+        for a in c.get_arguments().filter(|a| !a.is_hide_set()) {
+            let help = a.get_help().or(a.get_long_help()).map(|h| h.to_string());
+            if help.is_none_or(|h| h.trim().len() < 5) {
+                bare.push(format!("{path} {}", a.get_id()));
+            }
+        }
+        for s in c.get_subcommands() {
+            walk(s, &format!("{path} {}", s.get_name()), bare);
+        }
+    }
+    let mut bare = Vec::new();
+    walk(&cmd, "auren", &mut bare);
+    assert!(bare.is_empty(), "flags without a description: {bare:?}");
+
+    let listed = |path: &[&str]| -> Vec<String> {
+        let (ok, stdout, stderr) = auren(&[path, &["--help"]].concat(), &[]);
+        assert!(ok, "{stderr}");
+        let mut flags: Vec<String> = stdout
+            .split_whitespace()
+            .filter(|w| w.starts_with("--"))
+            .map(|w| w.trim_end_matches(',').to_string())
+            .filter(|w| {
+                w.len() > 2
+                    && w.chars()
+                        .skip(2)
+                        .all(|c| c.is_ascii_lowercase() || c == '-')
+            })
+            .collect();
+        flags.sort();
+        flags.dedup();
+        flags
+    };
+    let common = ["--config", "--help", "--log-filter", "--log-format"];
+    for (path, own) in [
+        (
+            &["keys", "create"][..],
+            &["--user", "--data-dir", "--postgres-url"][..],
+        ),
+        (&["migrate"][..], &["--data-dir", "--postgres-url"][..]),
+        (
+            &["log", "read"][..],
+            &[
+                "--from-beginning",
+                "--limit",
+                "--follow",
+                "--topic",
+                "--data-dir",
+                "--kafka-bootstrap-servers",
+                "--events-topic",
+            ][..],
+        ),
+    ] {
+        let mut expected: Vec<String> = common.iter().chain(own).map(|s| s.to_string()).collect();
+        expected.sort();
+        assert_eq!(listed(path), expected, "auren {}", path.join(" "));
+    }
+    // The log's other flags still parse (a shared environment stays valid), unlisted.
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = auren(
+        &[
+            "log",
+            "read",
+            "--from-beginning",
+            "--dlq-topic",
+            "x",
+            "--log-timeout-ms",
+            "1",
+        ],
+        &[("AUREN_DATA_DIR", dir.path().to_str().unwrap())],
+    );
+    assert!(ok, "{stderr}");
+    // Every variable the README lists has a flag: the log filter and format too.
+    let serve = listed(&["serve"]);
+    for flag in [
+        "--log-filter",
+        "--log-format",
+        "--otlp-endpoint",
+        "--key-cache-ttl-seconds",
+    ] {
+        assert!(serve.contains(&flag.to_string()), "serve lacks {flag}");
+    }
+}
+
+/// A bad value names the flag and, when it came from there, the environment variable.
+#[test]
+fn a_bad_address_names_the_variable_it_came_from() {
+    let (ok, _, stderr) = auren(&["serve"], &[("AUREN_HTTP_ADDR", "localhost-8000")]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--http-addr")
+            && stderr.contains("'localhost-8000'")
+            && stderr.contains("the environment variable AUREN_HTTP_ADDR"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = auren(&["bridge", "--metrics-addr", "nowhere"], &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--metrics-addr") && stderr.contains("AUREN_METRICS_ADDR"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = auren(&["serve"], &[("AUREN_LOG_FORMAT", "xml")]);
+    assert!(!ok && stderr.contains("AUREN_LOG_FORMAT"), "{stderr}");
+}
