@@ -442,3 +442,91 @@ fn a_bad_address_names_the_variable_it_came_from() {
     let (ok, _, stderr) = auren(&["serve"], &[("AUREN_LOG_FORMAT", "xml")]);
     assert!(!ok && stderr.contains("AUREN_LOG_FORMAT"), "{stderr}");
 }
+
+fn simulate_args(url: &str, dir: &std::path::Path) -> Vec<String> {
+    [
+        "simulate",
+        "--users",
+        "1",
+        "--days",
+        "2",
+        "--url",
+        url,
+        "--admin-token",
+        ADMIN,
+        "--whoop-client-secret",
+        WHOOP_SECRET,
+        "--oura-client-secret",
+        OURA_SECRET,
+        "--secrets-file",
+        dir.join("none.json").to_str().unwrap(),
+        "--user-prefix",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([unique("sim")])
+    .collect()
+}
+
+/// With no service at the URL, `simulate` says so at once instead of retrying for a minute.
+#[test]
+fn simulate_without_a_service_fails_at_once_naming_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let args = simulate_args(&url, dir.path());
+    let started = std::time::Instant::now();
+    let (ok, _, stderr) = auren(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(!ok);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains(&format!("is `auren serve` running at {url}?")),
+        "{stderr}"
+    );
+}
+
+/// A rerun is answered with duplicates: of samples for samples, of notifications apart.
+#[tokio::test]
+async fn a_simulate_rerun_counts_notification_duplicates_apart_from_samples() {
+    let app = TestApp::spawn(Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let args = simulate_args(&format!("http://{}", app.addr), dir.path());
+    let run = move || {
+        let (ok, stdout, stderr) = auren(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+        assert!(ok, "{stderr}");
+        stdout
+    };
+    let field = |out: &str, name: &str| -> Vec<u64> {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {out}"));
+        line.split(|c: char| !c.is_ascii_digit())
+            .filter(|w| !w.is_empty())
+            .map(|w| w.parse().unwrap())
+            .collect()
+    };
+    let run2 = run.clone();
+    let first = tokio::task::spawn_blocking(run).await.unwrap();
+    let (samples, notes) = (
+        field(&first, "samples accepted:"),
+        field(&first, "notifications:"),
+    );
+    assert!(samples[0] > 0 && notes[0] > 0, "{first}");
+    assert_eq!((samples[1], samples[2], notes[1]), (0, 0, 0), "{first}");
+    let second = tokio::task::spawn_blocking(run2).await.unwrap();
+    assert_eq!(
+        field(&second, "samples accepted:"),
+        [0, 0, samples[0]],
+        "every sample again, as a duplicate: {second}"
+    );
+    assert_eq!(
+        field(&second, "notifications:"),
+        [notes[0], notes[0]],
+        "{second}"
+    );
+    app.stop().await;
+}
