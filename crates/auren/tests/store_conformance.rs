@@ -282,8 +282,9 @@ fn view(pseudonym: &str, mode: Mode) -> StateView {
                 ..hrv
             },
             resting_heart_rate: RestingHeartRateBaseline {
-                baseline_bpm: 58.0,
+                baseline_bpm: Some(58.0),
                 days: 20,
+                required_days: 3,
             },
             heart_rate: HeartRateBaseline {
                 baseline_bpm: 70.0,
