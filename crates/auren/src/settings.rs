@@ -642,6 +642,21 @@ impl SecretSettings {
     }
 }
 
+/// A dev secrets file written before it was created 0600 (or loosened by hand) is tightened.
+fn owner_only(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} readable by its owner only", path.display()))?;
+            tracing::warn!(file = %path.display(), "the dev secrets file was readable by others; it is now 0600");
+        }
+    }
+    Ok(())
+}
+
 fn random_token() -> String {
     use base64::Engine;
     let bytes: [u8; 32] = rand::random();
@@ -653,6 +668,7 @@ fn random_token() -> String {
 pub fn load_or_create_dev_secrets(data_dir: &Path) -> anyhow::Result<Secrets> {
     let path = data_dir.join(DEV_SECRETS_FILE);
     if let Ok(text) = std::fs::read_to_string(&path) {
+        owner_only(&path)?;
         return serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()));
     }
     std::fs::create_dir_all(data_dir)
@@ -813,5 +829,11 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let again = load_or_create_dev_secrets(dir.path()).unwrap();
         assert_eq!(s.pseudonym_key, again.pseudonym_key);
+        // One left world-readable (by an older version, or by hand) is tightened when read.
+        let path = dir.path().join(DEV_SECRETS_FILE);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        load_or_create_dev_secrets(dir.path()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }
