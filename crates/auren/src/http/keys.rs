@@ -56,7 +56,7 @@ pub async fn list_keys(
 }
 
 #[utoipa::path(delete, path = "/admin/keys/{key_id}", tag = "admin",
-    params(("key_id" = String, Path, description = "The key's id as listed: the first 16 hex characters of its SHA-256")),
+    params(("key_id" = String, Path, pattern = "^[0-9a-f]{16}$", description = "The key's id as listed: the first 16 hex characters of its SHA-256")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Revoked (now, or before: revoking is idempotent). This instance refuses the key at once, the others within AUREN_KEY_CACHE_TTL_SECONDS", body = RevokedKey),
