@@ -3,6 +3,7 @@
 //! ([`Backends`]), run every piece under one [`Shutdown`], and drain before they exit.
 
 use crate::bridge::Bridge;
+use crate::delivery::Deliveries;
 use crate::http::{self, AppState, Inner};
 use crate::reload::ConfigHandle;
 use crate::root::Backends;
@@ -22,7 +23,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Service {
     pub state: AppState,
-    bridge: Option<Bridge>,
+    bridge: Option<(Bridge, Deliveries)>,
     backends: Arc<Backends>,
     http: crate::settings::HttpSettings,
 }
@@ -33,6 +34,7 @@ async fn bridge(
     settings: &BridgeSettings,
     topics: &LogSettings,
     config: Arc<ConfigHandle>,
+    deliveries: &Deliveries,
 ) -> anyhow::Result<Bridge> {
     crate::bridge::check_log_position(
         backends.state_store().await?.as_ref(),
@@ -48,7 +50,21 @@ async fn bridge(
         backends.state_store().await?,
         backends.state_cache().await?,
         backends.log().await?,
-    ))
+    )
+    .with_delivery(deliveries.queued_kinds(), deliveries.waker()))
+}
+
+/// The delivery loops of a bridge process.
+async fn deliveries(
+    backends: &Backends,
+    settings: &BridgeSettings,
+    token_key: Option<&str>,
+) -> anyhow::Result<Deliveries> {
+    Deliveries::new(
+        &settings.delivery,
+        token_key,
+        backends.stores().await?.deliveries,
+    )
 }
 
 impl Service {
@@ -64,7 +80,19 @@ impl Service {
         let config = ConfigHandle::load(settings.bridge.thresholds.biometric_config.clone())?;
         let log = writable_log(&backends).await?;
         let bridge = match with_bridge {
-            true => Some(bridge(&backends, &settings.bridge, &settings.log, config.clone()).await?),
+            true => {
+                let d =
+                    deliveries(&backends, &settings.bridge, secrets.token_key.as_deref()).await?;
+                let b = bridge(
+                    &backends,
+                    &settings.bridge,
+                    &settings.log,
+                    config.clone(),
+                    &d,
+                )
+                .await?;
+                Some((b, d))
+            }
             false => None,
         };
         let state = AppState {
@@ -86,6 +114,8 @@ impl Service {
                 ingest_limits: settings.ingest.limits(),
                 auth: http::auth_limit::AuthLimiter::new(settings.http.auth_failures_per_minute),
                 key_cache: http::key_cache(settings.ingest.key_cache_ttl()),
+                deliveries: backends.stores().await?.deliveries,
+                webhook_allow_private: settings.bridge.delivery.webhook_allow_private,
             }),
         };
         tracing::info!(backends = %backends.describe(), "backends ready");
@@ -105,7 +135,8 @@ impl Service {
         shutdown: Shutdown,
     ) -> anyhow::Result<()> {
         self.state.inner.config.watch(&shutdown);
-        if let Some(bridge) = self.bridge {
+        if let Some((bridge, deliveries)) = self.bridge {
+            deliveries.spawn(&shutdown);
             shutdown.spawn("bridge", bridge.run(shutdown.clone()));
         }
         shutdown.spawn("metrics", serve_metrics(metrics, shutdown.clone()));
@@ -174,17 +205,23 @@ pub async fn serve_metrics(listener: TcpListener, shutdown: Shutdown) -> anyhow:
 pub async fn run_bridge(
     backends: Backends,
     settings: &BridgeSettings,
+    token_key: Option<&str>,
     metrics_addr: SocketAddr,
 ) -> anyhow::Result<()> {
     let config = ConfigHandle::load(settings.thresholds.biometric_config.clone())?;
     writable_log(&backends).await?;
     let topics = backends.settings().log.clone();
-    let bridge = bridge(&backends, settings, &topics, config.clone()).await?;
+    if let Some(k) = token_key {
+        crate::crypto::TokenKey::parse(k)?;
+    }
+    let deliveries = deliveries(&backends, settings, token_key).await?;
+    let bridge = bridge(&backends, settings, &topics, config.clone(), &deliveries).await?;
     let metrics = bind(metrics_addr).await?;
     let shutdown = Shutdown::new();
     shutdown.on_signals();
     config.watch(&shutdown);
     shutdown.spawn("metrics", serve_metrics(metrics, shutdown.clone()));
+    deliveries.spawn(&shutdown);
     shutdown.spawn("bridge", bridge.run(shutdown.clone()));
     shutdown.wait().await;
     if !shutdown.drain(DRAIN_TIMEOUT).await {

@@ -92,6 +92,8 @@ struct BridgeArgs {
     #[command(flatten)]
     bridge: BridgeSettings,
     #[command(flatten)]
+    token_key: settings::TokenKeySettings,
+    #[command(flatten)]
     metrics: MetricsSettings,
     #[command(flatten)]
     telemetry: TelemetrySettings,
@@ -334,6 +336,10 @@ fn run_cli() -> anyhow::Result<()> {
             rt.block_on(crate::app::run_bridge(
                 backends,
                 &a.bridge,
+                a.token_key
+                    .token_key
+                    .as_deref()
+                    .filter(|k| !k.trim().is_empty()),
                 a.metrics.metrics_addr,
             ))
         }

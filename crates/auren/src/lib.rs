@@ -33,6 +33,8 @@ pub mod app;
 pub mod bridge;
 pub mod cache;
 pub mod cli;
+pub mod crypto;
+pub mod delivery;
 pub mod dlq;
 pub mod http;
 pub mod log;

@@ -215,6 +215,102 @@ pub struct BridgeSettings {
     #[command(flatten)]
     #[serde(flatten)]
     pub thresholds: ThresholdsSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub delivery: DeliverySettings,
+}
+
+/// How a LangGraph agent is told of a switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LangGraphDelivery {
+    /// Update the thread's state (the agent reads it on its next run).
+    State,
+    /// Start a run with the switch as input (the agent reacts at once).
+    Run,
+}
+
+/// Delivery of mode switches to agents: a LangGraph server and outgoing webhooks. Run by the
+/// bridge processes, from the outbox their commits fill.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct DeliverySettings {
+    /// LangGraph server to deliver switches to (e.g. http://127.0.0.1:2024); unset: none.
+    #[arg(long, env = "LANGGRAPH_URL")]
+    pub langgraph_url: Option<url::Url>,
+    /// Sent as `x-api-key` to the LangGraph server.
+    #[arg(long, env = "LANGGRAPH_API_KEY", hide_env_values = true)]
+    pub langgraph_api_key: Option<String>,
+    /// The graph name or assistant UUID that runs and threads use.
+    #[arg(long, env = "LANGGRAPH_ASSISTANT_ID", default_value = "auren_agent")]
+    pub langgraph_assistant_id: String,
+    /// `state` updates the thread's state; `run` starts a run with the switch as input.
+    #[arg(long, env = "LANGGRAPH_DELIVERY", value_enum, default_value = "state")]
+    pub langgraph_delivery: LangGraphDelivery,
+    /// Deadline of one request to the LangGraph server (a run waits for the graph).
+    #[arg(long, env = "LANGGRAPH_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub langgraph_timeout_ms: u64,
+    /// Delays before each retry of a webhook, comma-separated; the first attempt is immediate (the
+    /// schedule Standard Webhooks senders use). When the last retry fails the endpoint is disabled.
+    #[arg(long, env = "AUREN_WEBHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = parse_schedule)]
+    pub webhook_retry_schedule: Schedule,
+    /// Deadline of one webhook request.
+    #[arg(long, env = "AUREN_WEBHOOK_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_timeout_ms: u64,
+    /// Allow webhook URLs on loopback, private and link-local addresses (tests, local setups).
+    #[arg(long, env = "AUREN_WEBHOOK_ALLOW_PRIVATE", value_parser = parse_flag, default_value = "0")]
+    pub webhook_allow_private: bool,
+    /// Deliveries in flight at once per sink (each user still gets one at a time, in order).
+    #[arg(long, env = "AUREN_DELIVERY_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub delivery_concurrency: u32,
+}
+
+/// Retry delays, as written in the settings (`5s`, `30m`, `2h`, `250ms`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Schedule(pub Vec<Duration>);
+
+impl TryFrom<String> for Schedule {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        parse_schedule(&s)
+    }
+}
+
+impl From<Schedule> for String {
+    fn from(s: Schedule) -> String {
+        s.0.iter()
+            .map(|d| format!("{}ms", d.as_millis()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn parse_schedule(text: &str) -> Result<Schedule, String> {
+    let delays = text
+        .split(',')
+        .map(|part| {
+            let part = part.trim();
+            let split = part
+                .find(|c: char| !c.is_ascii_digit())
+                .ok_or_else(|| format!("`{part}` has no unit (ms, s, m or h)"))?;
+            let (n, unit) = part.split_at(split);
+            let n: u64 = n
+                .parse()
+                .map_err(|_| format!("`{part}` is not a number and a unit"))?;
+            let ms = match unit {
+                "ms" => 1,
+                "s" => 1_000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                _ => return Err(format!("`{part}`: the unit must be ms, s, m or h")),
+            };
+            Ok(Duration::from_millis(n.saturating_mul(ms)))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if delays.is_empty() {
+        return Err("the schedule needs at least one delay".into());
+    }
+    Ok(Schedule(delays))
 }
 
 /// The mode engine's thresholds file: the bridge's, and `auren replay`'s.
@@ -246,6 +342,23 @@ pub struct SecretSettings {
     /// Token for the admin endpoints; unset disables them.
     #[arg(long, env = env::ADMIN_TOKEN, hide_env_values = true)]
     pub admin_token: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub token_key: TokenKeySettings,
+}
+
+/// The key that seals secrets stored in the database (webhook signing secrets).
+#[derive(Clone, Default, Args, Serialize, Deserialize)]
+pub struct TokenKeySettings {
+    /// 32 random bytes, base64 or hex (`openssl rand -base64 32`); dev mode generates one.
+    #[arg(long, env = "AUREN_TOKEN_KEY", hide_env_values = true)]
+    pub token_key: Option<String>,
+}
+
+impl std::fmt::Debug for TokenKeySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKeySettings(<redacted>)")
+    }
 }
 
 impl std::fmt::Debug for SecretSettings {
@@ -347,6 +460,12 @@ impl Settings {
                     *val = Value::String(REDACTED.into());
                 }
             }
+        }
+        if let Some(Value::String(k)) = v
+            .get_mut("bridge")
+            .and_then(|b| b.get_mut("langgraph_api_key"))
+        {
+            *k = REDACTED.into();
         }
         for (group, field) in [
             ("store", "postgres_url"),
@@ -568,6 +687,9 @@ pub struct Secrets {
     pub pseudonym_key: String,
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// Seals secrets stored in the database; without it, nothing that needs one can be stored.
+    #[serde(default)]
+    pub token_key: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -600,7 +722,12 @@ impl SecretSettings {
                 missing.join(", ")
             );
         }
-        let dev = if missing.is_empty() {
+        let token_key = self
+            .token_key
+            .token_key
+            .clone()
+            .filter(|k| !k.trim().is_empty());
+        let dev = if missing.is_empty() && (token_key.is_some() || !self.dev_mode) {
             None
         } else {
             Some(load_or_create_dev_secrets(data_dir)?)
@@ -626,7 +753,11 @@ impl SecretSettings {
                 .clone()
                 .filter(|t| !t.trim().is_empty())
                 .or_else(|| dev.as_ref().and_then(|d| d.admin_token.clone())),
+            token_key: token_key.or_else(|| dev.as_ref().and_then(|d| d.token_key.clone())),
         };
+        if let Some(k) = &secrets.token_key {
+            crate::crypto::TokenKey::parse(k)?;
+        }
         if secrets.pseudonym_key.len() < auren_core::pseudonym::Pseudonymizer::MIN_KEY_BYTES {
             bail!("AUREN_PSEUDONYM_KEY must be at least 16 bytes");
         }
@@ -669,7 +800,14 @@ pub fn load_or_create_dev_secrets(data_dir: &Path) -> anyhow::Result<Secrets> {
     let path = data_dir.join(DEV_SECRETS_FILE);
     if let Ok(text) = std::fs::read_to_string(&path) {
         owner_only(&path)?;
-        return serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()));
+        let mut s: Secrets =
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        if s.token_key.is_none() {
+            // Written by a version without a token key: add one, keeping the rest.
+            s.token_key = Some(crate::crypto::TokenKey::generate());
+            write_owner_only(&path, &serde_json::to_vec_pretty(&s)?, false)?;
+        }
+        return Ok(s);
     }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
@@ -679,17 +817,25 @@ pub fn load_or_create_dev_secrets(data_dir: &Path) -> anyhow::Result<Secrets> {
         whoop_client_secret: random_token(),
         pseudonym_key: random_token(),
         admin_token: Some(random_token()),
+        token_key: Some(crate::crypto::TokenKey::generate()),
     };
+    write_owner_only(&path, &serde_json::to_vec_pretty(&s)?, true)?;
+    Ok(s)
+}
+
+fn write_owner_only(path: &Path, bytes: &[u8], new: bool) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true);
+    match new {
+        true => options.create_new(true),
+        false => options.truncate(true),
+    };
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut f = options
-        .open(&path)
+        .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
-    std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(&s)?)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(s)
+    std::io::Write::write_all(&mut f, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
@@ -716,6 +862,39 @@ mod tests {
             s: Settings,
         }
         <All as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn dev_mode_generates_a_token_key_and_adds_one_to_an_older_secrets_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings::defaults().secrets;
+        s.dev_mode = true;
+        let first = s.resolve(dir.path()).unwrap();
+        let key = first.token_key.clone().expect("generated");
+        crate::crypto::TokenKey::parse(&key).unwrap();
+        assert_eq!(s.resolve(dir.path()).unwrap().token_key, Some(key));
+        // A file written before token keys existed gets one, and stays owner-only.
+        let path = dir.path().join(DEV_SECRETS_FILE);
+        let mut old: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        old.as_object_mut().unwrap().remove("token_key");
+        std::fs::write(&path, old.to_string()).unwrap();
+        assert!(s.resolve(dir.path()).unwrap().token_key.is_some());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "dev-secrets.json is readable by others");
+        }
+    }
+
+    #[test]
+    fn a_malformed_token_key_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings::defaults().secrets;
+        s.dev_mode = true;
+        s.token_key.token_key = Some("too-short".into());
+        assert!(s.resolve(dir.path()).is_err());
     }
 
     fn matches(args: &[&str]) -> ArgMatches {

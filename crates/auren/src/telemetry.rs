@@ -170,6 +170,26 @@ const METRICS: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Kafka partition assignments this bridge received.",
     ),
+    (
+        "auren_agent_deliveries_total",
+        Kind::Counter,
+        "Mode switch deliveries to agents, by sink and outcome (delivered, failed = retried later, gave_up).",
+    ),
+    (
+        "auren_agent_delivery_lag_seconds",
+        Kind::Histogram,
+        "Time from a switch's commit to its delivery, by sink.",
+    ),
+    (
+        "auren_agent_delivery_backlog",
+        Kind::Gauge,
+        "Switches waiting for delivery, by sink.",
+    ),
+    (
+        "auren_webhook_endpoints_disabled_total",
+        Kind::Counter,
+        "Webhook endpoints disabled after their last retry failed.",
+    ),
 ];
 
 fn describe() {

@@ -76,9 +76,15 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
             "schemathesis found problems (fixed user: {fixed_user}):\n{stdout}\n{stderr}"
         );
         // It did test the API, not an empty description.
-        assert!(stdout.contains("Tested: 13"), "{stdout}");
+        assert!(stdout.contains("Tested: 17"), "{stdout}");
         if fixed_user {
-            assert!(!stdout.contains("Missing test data"), "{stdout}");
+            // The user routes reach real data; webhook ids are not given (no endpoint exists:
+            // without AUREN_TOKEN_KEY registration answers its documented 409).
+            let missing = stdout
+                .split_once("Missing test data")
+                .map(|(_, rest)| rest.split("SUMMARY").next().unwrap_or(rest))
+                .unwrap_or("");
+            assert!(!missing.contains("/users/"), "{stdout}");
         }
     }
     app.stop().await;

@@ -12,7 +12,8 @@ use auren::messages::{
     StateView, SwitchMessage,
 };
 use auren::store::{
-    CheckpointRow, CommitBatch, KeyStore, PgStore, SqliteStore, StateStore, StoreError,
+    CheckpointRow, CommitBatch, DeliveryStore, KeyStore, PgStore, SqliteStore, StateStore,
+    StoreError, WebhookAttempt, WebhookEndpoint,
 };
 use auren_core::engine::{Mode, Snapshot};
 use auren_core::model::{EventId, Metric};
@@ -152,6 +153,7 @@ async fn state_store_contract(store: &dyn StateStore) {
         offsets: vec![(0, 5), (2, 9)],
         checkpoints: vec![checkpoint(&a, 1, (0, 4)), checkpoint(&b, 1, (2, 8))],
         switches: vec![switch(&a, &unique("sw"), Mode::Reflex, 1)],
+        sinks: Vec::new(),
     };
     store.commit(&first).await.unwrap();
     assert_eq!(
@@ -178,6 +180,7 @@ async fn state_store_contract(store: &dyn StateStore) {
                 offsets: vec![(0, 20 + v)],
                 checkpoints: vec![c],
                 switches: first.switches.clone(),
+                sinks: Vec::new(),
             })
             .await
             .unwrap();
@@ -362,19 +365,173 @@ async fn state_cache_contract(cache: &dyn StateCache) {
     assert!(cache.series(&a, 10).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn postgres_store_meets_both_contracts() {
-    let store = PgStore::connect(&fresh_database().await).await.unwrap();
-    key_store_contract(&store).await;
-    state_store_contract(&store).await;
+/// Per-sink queues: filled by the commit, heads only, in order per user, leased, retried later.
+async fn delivery_store_contract<S: StateStore + DeliveryStore>(store: &S) {
+    let (a, b, c) = (unique("u"), unique("u"), unique("u"));
+    let endpoint = WebhookEndpoint {
+        id: unique("wh"),
+        url: "https://example.com/hook".into(),
+        events: vec!["mode.switched".into()],
+        user_ids: Some(vec!["user-a".into()]),
+        secret_sealed: "v1.sealed".into(),
+        created_at: at(0),
+        disabled_at: None,
+        disabled_reason: None,
+    };
+    store
+        .create_endpoint(&endpoint, std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.endpoint(&endpoint.id).await.unwrap(),
+        Some(endpoint.clone())
+    );
+    let sw = |p: &str, m| switch(p, &unique("sw"), Mode::Reflex, m);
+    let (a1, a2, b1, c1) = (sw(&a, 1), sw(&a, 2), sw(&b, 3), sw(&c, 4));
+    let batch = CommitBatch {
+        checkpoints: vec![
+            checkpoint(&a, 1, (0, 1)),
+            checkpoint(&b, 1, (0, 2)),
+            checkpoint(&c, 1, (0, 3)),
+        ],
+        switches: vec![a1.clone(), a2.clone(), b1.clone(), c1.clone()],
+        sinks: vec!["agent".into()],
+        ..Default::default()
+    };
+    store.commit(&batch).await.unwrap();
+    // The switches committed again (a replay after a crash): queued once.
+    store
+        .commit(&CommitBatch {
+            switches: batch.switches.clone(),
+            sinks: batch.sinks.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.backlog("agent").await.unwrap(), 4);
+    assert_eq!(
+        store.backlog("webhook").await.unwrap(),
+        2,
+        "only user a's switches"
+    );
+    let now = Utc::now();
+    let lease = now + chrono::Duration::seconds(60);
+    let heads = store.claim("agent", "one", now, lease, 10).await.unwrap();
+    let ids: Vec<_> = heads.iter().map(|d| d.message.switch_id.clone()).collect();
+    assert_eq!(
+        ids,
+        [
+            a1.switch_id.clone(),
+            b1.switch_id.clone(),
+            c1.switch_id.clone()
+        ]
+    );
+    assert_eq!(heads[0].pseudonym, a);
+    // Leased: another owner gets nothing until the lease runs out.
+    assert!(store
+        .claim("agent", "two", now, lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let later = lease + chrono::Duration::seconds(1);
+    assert_eq!(
+        store
+            .claim("agent", "two", later, later, 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    // a's first done: its second is the head; b's fails and waits.
+    store.finish(heads[0].id).await.unwrap();
+    store
+        .retry_at(
+            heads[1].id,
+            1,
+            now + chrono::Duration::seconds(30),
+            "HTTP 500",
+        )
+        .await
+        .unwrap();
+    store.finish(heads[2].id).await.unwrap();
+    let next = store.claim("agent", "one", now, lease, 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].message, a2);
+    let retried = store
+        .claim(
+            "agent",
+            "one",
+            now + chrono::Duration::seconds(31),
+            lease,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(
+        (retried[0].message.switch_id.clone(), retried[0].attempts),
+        (b1.switch_id.clone(), 1)
+    );
+
+    // Webhook queues carry their endpoint; attempts are kept newest first.
+    let hooks = store.claim("webhook", "one", now, lease, 10).await.unwrap();
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0].target, endpoint.id);
+    for (n, outcome) in [(1, "failed"), (2, "delivered")] {
+        let attempt = WebhookAttempt {
+            message_id: a1.switch_id.clone(),
+            attempt: n,
+            attempted_at: at(n as i64),
+            status: Some(if n == 1 { 500 } else { 204 }),
+            outcome: outcome.into(),
+            error: (n == 1).then(|| "HTTP 500".to_string()),
+            duration_ms: 3,
+        };
+        store.record_attempt(&endpoint.id, &attempt).await.unwrap();
+    }
+    let attempts = store.attempts(&endpoint.id, 10).await.unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        [2, 1]
+    );
+    assert_eq!(attempts[1].error.as_deref(), Some("HTTP 500"));
+    // Disabled: its queue goes, and new switches are not queued for it.
+    store
+        .disable_endpoint(&endpoint.id, "failed for the whole schedule")
+        .await
+        .unwrap();
+    assert_eq!(store.backlog("webhook").await.unwrap(), 0);
+    let disabled = store.endpoint(&endpoint.id).await.unwrap().unwrap();
+    assert!(disabled.disabled_at.is_some());
+    store
+        .commit(&CommitBatch {
+            switches: vec![sw(&a, 9)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.backlog("webhook").await.unwrap(), 0);
+    assert_eq!(store.endpoints().await.unwrap().len(), 1);
+    assert!(store.delete_endpoint(&endpoint.id).await.unwrap());
+    assert!(!store.delete_endpoint(&endpoint.id).await.unwrap());
+    assert!(store.attempts(&endpoint.id, 10).await.unwrap().is_empty());
 }
 
 #[tokio::test]
-async fn sqlite_store_meets_both_contracts() {
+async fn postgres_store_meets_its_contracts() {
+    let store = PgStore::connect(&fresh_database().await).await.unwrap();
+    key_store_contract(&store).await;
+    state_store_contract(&store).await;
+    delivery_store_contract(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_meets_its_contracts() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
     key_store_contract(&store).await;
     state_store_contract(&store).await;
+    delivery_store_contract(&store).await;
 }
 
 #[tokio::test]

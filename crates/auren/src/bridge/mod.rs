@@ -81,6 +81,9 @@ pub struct Bridge {
     outbox_pending: bool,
     tick: u64,
     window: (u64, u64, Instant),
+    /// Agent sinks each new switch is queued for in the commit, and the loops to wake after it.
+    sinks: Vec<String>,
+    wake: crate::delivery::Waker,
 }
 
 impl Bridge {
@@ -106,7 +109,17 @@ impl Bridge {
             outbox_pending: false,
             tick: 0,
             window: (0, 0, Instant::now()),
+            sinks: Vec::new(),
+            wake: crate::delivery::Waker::default(),
         }
+    }
+
+    /// Queues every new switch for `sinks` (and the webhook endpoints) in the commit and wakes
+    /// the delivery loops after it.
+    pub fn with_delivery(mut self, sinks: Vec<String>, wake: crate::delivery::Waker) -> Self {
+        self.sinks = sinks;
+        self.wake = wake;
+        self
     }
 
     /// Runs until `shutdown` fires, then checkpoints what it holds. After a store or log failure
@@ -452,6 +465,7 @@ impl Bridge {
             keep_checkpoints: i64::from(self.args.checkpoints_kept),
             group: self.args.group.clone(),
             topic: self.topics.events_topic.clone(),
+            sinks: self.sinks.clone(),
             ..Default::default()
         };
         let flushing: HashSet<&String> = flush_users.iter().collect();
@@ -523,6 +537,7 @@ impl Bridge {
         }
         source.committed(&batch.offsets).await;
         if !batch.switches.is_empty() {
+            self.wake.wake();
             let batch_switches = batch.switches.len();
             let msgs = batch
                 .switches

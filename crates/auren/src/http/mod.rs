@@ -6,6 +6,7 @@
 //! problem document.
 
 pub mod access;
+pub mod admin_webhooks;
 pub mod auth_limit;
 pub mod health;
 pub mod keys;
@@ -55,6 +56,8 @@ pub struct Inner {
     pub auth: auth_limit::AuthLimiter,
     /// Positive key lookups, so a push does not cost a database round trip.
     pub key_cache: moka::sync::Cache<String, String>,
+    pub deliveries: Arc<dyn crate::store::DeliveryStore>,
+    pub webhook_allow_private: bool,
 }
 
 const KEY_CACHE_MAX: u64 = 100_000;
@@ -169,6 +172,18 @@ pub fn router(state: AppState) -> Router {
             post(users::issue_key).get(keys::list_keys),
         )
         .route("/admin/keys/{key_id}", delete(keys::revoke_key))
+        .route(
+            "/admin/webhooks",
+            get(admin_webhooks::list).post(admin_webhooks::create),
+        )
+        .route(
+            "/admin/webhooks/{id}",
+            axum::routing::delete(admin_webhooks::delete),
+        )
+        .route(
+            "/admin/webhooks/{id}/attempts",
+            get(admin_webhooks::attempts),
+        )
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/openapi.json", get(openapi::openapi_json))

@@ -18,6 +18,7 @@ use crate::settings::{DataSettings, StoreSettings};
 use anyhow::Context;
 use async_trait::async_trait;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -163,6 +164,9 @@ pub struct CommitBatch {
     pub checkpoints: Vec<CheckpointRow>,
     /// New switches; a switch id already in the history is kept once.
     pub switches: Vec<SwitchMessage>,
+    /// Agent sinks every new switch is queued for (besides the webhook endpoints, which are
+    /// matched in the store): see [`DeliveryStore`].
+    pub sinks: Vec<String>,
 }
 
 /// The bridge's durable state: threads, checkpoints, mode history (and its outbox), offsets.
@@ -191,11 +195,111 @@ pub trait StateStore: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 }
 
-/// The state store, seen through both of its roles.
+/// The sink kind of outgoing Standard Webhooks; its targets are endpoint ids.
+pub const WEBHOOK_SINK: &str = "webhook";
+
+/// A switch waiting for one sink, the head of its user's queue there.
+#[derive(Debug, Clone)]
+pub struct PendingDelivery {
+    pub id: i64,
+    /// The sink's target within its kind (a webhook endpoint id; empty for LangGraph).
+    pub target: String,
+    pub pseudonym: String,
+    /// Failed attempts so far.
+    pub attempts: i32,
+    /// When the switch was committed (and queued).
+    pub queued_at: DateTime<Utc>,
+    pub message: SwitchMessage,
+}
+
+/// A registered outgoing webhook endpoint. `user_ids` limits it to those users (None: all).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookEndpoint {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub user_ids: Option<Vec<String>>,
+    /// The signing secret, sealed with the token key ([`crate::crypto`]).
+    pub secret_sealed: String,
+    pub created_at: DateTime<Utc>,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<String>,
+}
+
+/// One attempt to deliver a message to a webhook endpoint.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct WebhookAttempt {
+    pub message_id: String,
+    /// 1 for the first attempt of this message.
+    pub attempt: i32,
+    pub attempted_at: DateTime<Utc>,
+    /// The endpoint's HTTP status, when it answered.
+    pub status: Option<i32>,
+    /// `delivered`, `failed` (retried later) or `gave_up`.
+    pub outcome: String,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// The per-sink outboxes of agent deliveries and the webhook endpoints' registry.
+///
+/// Rows are queued by [`StateStore::commit`] in the same transaction as the switch, so a switch
+/// is delivered if and only if it was committed. Each (sink, user) queue is delivered in order,
+/// one at a time: only its head can be claimed, under a lease, so several processes can share a
+/// sink without two delivering the same user at once (a lease that runs out while a delivery is
+/// still in flight can repeat it: delivery is at least once and the receivers deduplicate by id).
+#[async_trait]
+pub trait DeliveryStore: Send + Sync + 'static {
+    /// Leases up to `limit` due heads of `kind`'s queues to `owner` until `lease_until`.
+    async fn claim(
+        &self,
+        kind: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<PendingDelivery>, StoreError>;
+    /// Removes a delivered (or given-up) switch from its queue.
+    async fn finish(&self, id: i64) -> Result<(), StoreError>;
+    /// Records a failed attempt and when to try again; releases the lease.
+    async fn retry_at(
+        &self,
+        id: i64,
+        attempts: i32,
+        at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError>;
+    /// How many switches wait for `kind`.
+    async fn backlog(&self, kind: &str) -> Result<i64, StoreError>;
+    /// Registers an endpoint, limited to the users whose pseudonyms are given when it has
+    /// `user_ids`.
+    async fn create_endpoint(
+        &self,
+        e: &WebhookEndpoint,
+        pseudonyms: &[String],
+    ) -> Result<(), StoreError>;
+    async fn endpoints(&self) -> Result<Vec<WebhookEndpoint>, StoreError>;
+    async fn endpoint(&self, id: &str) -> Result<Option<WebhookEndpoint>, StoreError>;
+    /// Deletes an endpoint with its queue and attempts; false when there was none.
+    async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError>;
+    /// Stops deliveries to an endpoint: it takes no new switches and its queue is dropped.
+    async fn disable_endpoint(&self, id: &str, reason: &str) -> Result<(), StoreError>;
+    async fn record_attempt(&self, endpoint_id: &str, a: &WebhookAttempt)
+        -> Result<(), StoreError>;
+    /// An endpoint's attempts, newest first.
+    async fn attempts(
+        &self,
+        endpoint_id: &str,
+        limit: i64,
+    ) -> Result<Vec<WebhookAttempt>, StoreError>;
+}
+
+/// The state store, seen through each of its roles.
 #[derive(Clone)]
 pub struct Stores {
     pub keys: Arc<dyn KeyStore>,
     pub state: Arc<dyn StateStore>,
+    pub deliveries: Arc<dyn DeliveryStore>,
 }
 
 /// Opens (and migrates) the store the settings name: PostgreSQL when a URL is set, else SQLite
@@ -210,7 +314,8 @@ pub async fn open(data: &DataSettings, settings: &StoreSettings) -> anyhow::Resu
             );
             Stores {
                 keys: s.clone(),
-                state: s,
+                state: s.clone(),
+                deliveries: s,
             }
         }
         None => {
@@ -219,7 +324,8 @@ pub async fn open(data: &DataSettings, settings: &StoreSettings) -> anyhow::Resu
             );
             Stores {
                 keys: s.clone(),
-                state: s,
+                state: s.clone(),
+                deliveries: s,
             }
         }
     })

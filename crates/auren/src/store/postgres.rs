@@ -1,11 +1,12 @@
 //! PostgreSQL state store. Its schema is `crates/auren/migrations/postgres`, applied at start.
 
 use super::{
-    sql, CommitBatch, KeyInfo, KeyStore, OutboxSwitch, Revocation, StateStore, StoreError,
-    StoredUser,
+    sql, CommitBatch, DeliveryStore, KeyInfo, KeyStore, OutboxSwitch, PendingDelivery, Revocation,
+    StateStore, StoreError, StoredUser, WebhookAttempt, WebhookEndpoint,
 };
 use crate::messages::SwitchMessage;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::Row;
@@ -214,7 +215,7 @@ impl StateStore for PgStore {
             }
         }
         for s in &b.switches {
-            sqlx::query(sql::INSERT_SWITCH)
+            let new = sqlx::query(sql::INSERT_SWITCH)
                 .bind(&s.switch_id)
                 .bind(&s.thread_id)
                 .bind(s.from_mode.as_str())
@@ -223,7 +224,25 @@ impl StateStore for PgStore {
                 .bind(s.at)
                 .bind(Json(s))
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected()
+                > 0;
+            // A switch already in the history was queued when it was first committed.
+            if new {
+                for sink in &b.sinks {
+                    sqlx::query(sql::QUEUE_DELIVERY)
+                        .bind(sink)
+                        .bind(&s.user_pseudonym)
+                        .bind(&s.switch_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query(sql::QUEUE_WEBHOOKS)
+                    .bind(&s.user_pseudonym)
+                    .bind(&s.switch_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         for (p, o) in &b.offsets {
             sqlx::query(sql::UPSERT_OFFSET)
@@ -278,5 +297,202 @@ impl StateStore for PgStore {
 
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+}
+
+fn endpoint_row(r: &sqlx::postgres::PgRow) -> Result<WebhookEndpoint, StoreError> {
+    let events: String = r.try_get(2)?;
+    let users: Option<String> = r.try_get(3)?;
+    Ok(WebhookEndpoint {
+        id: r.try_get(0)?,
+        url: r.try_get(1)?,
+        events: serde_json::from_str(&events)?,
+        user_ids: users.map(|u| serde_json::from_str(&u)).transpose()?,
+        secret_sealed: r.try_get(4)?,
+        created_at: r.try_get(5)?,
+        disabled_at: r.try_get(6)?,
+        disabled_reason: r.try_get(7)?,
+    })
+}
+
+#[async_trait]
+impl DeliveryStore for PgStore {
+    async fn claim(
+        &self,
+        kind: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        let claim = sql::CLAIM_DELIVERIES.replace("{lock}", "FOR UPDATE SKIP LOCKED");
+        let ids: Vec<i64> = sqlx::query_scalar(&claim)
+            .bind(owner)
+            .bind(lease_until)
+            .bind(kind)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let r = sqlx::query(sql::LOAD_DELIVERY)
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?;
+            out.push(PendingDelivery {
+                id,
+                target: r.try_get(0)?,
+                pseudonym: r.try_get(1)?,
+                attempts: r.try_get(2)?,
+                queued_at: r.try_get(3)?,
+                message: r.try_get::<Json<SwitchMessage>, _>(4)?.0,
+            });
+        }
+        out.sort_by_key(|d| d.id);
+        Ok(out)
+    }
+
+    async fn finish(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query(sql::FINISH_DELIVERY)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retry_at(
+        &self,
+        id: i64,
+        attempts: i32,
+        at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql::RETRY_DELIVERY)
+            .bind(attempts)
+            .bind(at)
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn backlog(&self, kind: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(sql::DELIVERY_BACKLOG)
+            .bind(kind)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn create_endpoint(
+        &self,
+        e: &WebhookEndpoint,
+        pseudonyms: &[String],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::INSERT_ENDPOINT)
+            .bind(&e.id)
+            .bind(&e.url)
+            .bind(serde_json::to_string(&e.events)?)
+            .bind(e.user_ids.as_ref().map(serde_json::to_string).transpose()?)
+            .bind(&e.secret_sealed)
+            .bind(e.created_at)
+            .execute(&mut *tx)
+            .await?;
+        for p in pseudonyms {
+            sqlx::query(sql::INSERT_ENDPOINT_USER)
+                .bind(&e.id)
+                .bind(p)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn endpoints(&self) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        let q = format!("{} ORDER BY created_at, id", sql::SELECT_ENDPOINTS);
+        let rows = sqlx::query(&q).fetch_all(&self.pool).await?;
+        rows.iter().map(endpoint_row).collect()
+    }
+
+    async fn endpoint(&self, id: &str) -> Result<Option<WebhookEndpoint>, StoreError> {
+        let q = format!("{} WHERE id = $1", sql::SELECT_ENDPOINTS);
+        let row = sqlx::query(&q).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(endpoint_row).transpose()
+    }
+
+    async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut deleted = 0;
+        for q in sql::DELETE_ENDPOINT {
+            deleted = sqlx::query(q)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn disable_endpoint(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::DISABLE_ENDPOINT[0])
+            .bind(reason)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::DISABLE_ENDPOINT[1])
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_attempt(
+        &self,
+        endpoint_id: &str,
+        a: &WebhookAttempt,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql::INSERT_ATTEMPT)
+            .bind(endpoint_id)
+            .bind(&a.message_id)
+            .bind(a.attempt)
+            .bind(a.attempted_at)
+            .bind(a.status)
+            .bind(&a.outcome)
+            .bind(&a.error)
+            .bind(a.duration_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn attempts(
+        &self,
+        endpoint_id: &str,
+        limit: i64,
+    ) -> Result<Vec<WebhookAttempt>, StoreError> {
+        let rows = sqlx::query(sql::SELECT_ATTEMPTS)
+            .bind(endpoint_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WebhookAttempt {
+                    message_id: r.try_get(0)?,
+                    attempt: r.try_get(1)?,
+                    attempted_at: r.try_get(2)?,
+                    status: r.try_get(3)?,
+                    outcome: r.try_get(4)?,
+                    error: r.try_get(5)?,
+                    duration_ms: r.try_get(6)?,
+                })
+            })
+            .collect()
     }
 }

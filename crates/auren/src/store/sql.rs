@@ -76,3 +76,70 @@ pub const UNPUBLISHED: &str = "SELECT t.user_pseudonym, h.message
 pub const HISTORY: &str = "SELECT h.message FROM mode_history h
      JOIN threads t ON t.thread_id = h.thread_id
      WHERE t.user_pseudonym = $1 ORDER BY h.switched_at DESC, h.created_at DESC LIMIT $2";
+
+/// Queues switch `$3` of user `$2` for a fixed sink kind `$1`.
+pub const QUEUE_DELIVERY: &str =
+    "INSERT INTO deliveries (sink_kind, sink_target, user_pseudonym, switch_id)
+     VALUES ($1, '', $2, $3) ON CONFLICT (sink_kind, sink_target, switch_id) DO NOTHING";
+
+/// Queues switch `$2` of user `$1` for every enabled webhook endpoint that wants that user.
+/// Every endpoint takes `mode.switched`, the only event type so far.
+pub const QUEUE_WEBHOOKS: &str =
+    "INSERT INTO deliveries (sink_kind, sink_target, user_pseudonym, switch_id)
+     SELECT 'webhook', e.id, $1, $2 FROM webhook_endpoints e
+     WHERE e.disabled_at IS NULL AND (e.user_ids IS NULL OR EXISTS
+       (SELECT 1 FROM webhook_endpoint_users u WHERE u.endpoint_id = e.id AND u.user_pseudonym = $1))
+     ON CONFLICT (sink_kind, sink_target, switch_id) DO NOTHING";
+
+/// Leases the due heads of kind `$3`'s queues to `$1` until `$2` (now is `$4`, limit `$5`).
+/// `{lock}` is PostgreSQL's `FOR UPDATE SKIP LOCKED`, nothing in SQLite (one writer).
+pub const CLAIM_DELIVERIES: &str = "UPDATE deliveries SET lease_owner = $1, lease_until = $2
+     WHERE id IN (SELECT d.id FROM deliveries d
+       WHERE d.id IN (SELECT MIN(id) FROM deliveries WHERE sink_kind = $3
+                      GROUP BY sink_target, user_pseudonym)
+         AND d.next_attempt_at <= $4 AND (d.lease_until IS NULL OR d.lease_until < $4)
+       ORDER BY d.id LIMIT $5 {lock})
+     RETURNING id";
+
+pub const LOAD_DELIVERY: &str =
+    "SELECT d.sink_target, d.user_pseudonym, d.attempts, d.created_at, h.message
+     FROM deliveries d JOIN mode_history h ON h.switch_id = d.switch_id WHERE d.id = $1";
+
+pub const FINISH_DELIVERY: &str = "DELETE FROM deliveries WHERE id = $1";
+
+pub const RETRY_DELIVERY: &str = "UPDATE deliveries
+     SET attempts = $1, next_attempt_at = $2, last_error = $3, lease_owner = NULL, lease_until = NULL
+     WHERE id = $4";
+
+pub const DELIVERY_BACKLOG: &str = "SELECT COUNT(*) FROM deliveries WHERE sink_kind = $1";
+
+pub const INSERT_ENDPOINT: &str = "INSERT INTO webhook_endpoints
+       (id, url, events, user_ids, secret_sealed, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub const INSERT_ENDPOINT_USER: &str =
+    "INSERT INTO webhook_endpoint_users (endpoint_id, user_pseudonym) VALUES ($1, $2)
+     ON CONFLICT DO NOTHING";
+
+pub const SELECT_ENDPOINTS: &str = "SELECT id, url, events, user_ids, secret_sealed, created_at,
+            disabled_at, disabled_reason FROM webhook_endpoints";
+
+/// An endpoint's dependents first: SQLite does not enforce the foreign keys' cascades.
+pub const DELETE_ENDPOINT: [&str; 4] = [
+    "DELETE FROM deliveries WHERE sink_kind = 'webhook' AND sink_target = $1",
+    "DELETE FROM webhook_attempts WHERE endpoint_id = $1",
+    "DELETE FROM webhook_endpoint_users WHERE endpoint_id = $1",
+    "DELETE FROM webhook_endpoints WHERE id = $1",
+];
+
+pub const DISABLE_ENDPOINT: [&str; 2] = [
+    "UPDATE webhook_endpoints SET disabled_at = now(), disabled_reason = $1 WHERE id = $2",
+    "DELETE FROM deliveries WHERE sink_kind = 'webhook' AND sink_target = $1",
+];
+
+pub const INSERT_ATTEMPT: &str = "INSERT INTO webhook_attempts
+       (endpoint_id, message_id, attempt, attempted_at, status, outcome, error, duration_ms)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+pub const SELECT_ATTEMPTS: &str =
+    "SELECT message_id, attempt, attempted_at, status, outcome, error,
+            duration_ms FROM webhook_attempts WHERE endpoint_id = $1 ORDER BY id DESC LIMIT $2";

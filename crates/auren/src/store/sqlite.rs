@@ -6,11 +6,12 @@
 //! and the bridge commits one batch at a time.
 
 use super::{
-    sql, CommitBatch, KeyInfo, KeyStore, OutboxSwitch, Revocation, StateStore, StoreError,
-    StoredUser,
+    sql, CommitBatch, DeliveryStore, KeyInfo, KeyStore, OutboxSwitch, PendingDelivery, Revocation,
+    StateStore, StoreError, StoredUser, WebhookAttempt, WebhookEndpoint,
 };
 use crate::messages::SwitchMessage;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -19,11 +20,12 @@ use std::sync::{Arc, Mutex};
 pub const FILE_NAME: &str = "state.db";
 
 /// The migrations, in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("../../migrations/sqlite/20261126000001_api_keys.sql"),
     include_str!("../../migrations/sqlite/20261126000002_bridge_state.sql"),
     include_str!("../../migrations/sqlite/20261202000001_log_identity.sql"),
     include_str!("../../migrations/sqlite/20261203000001_history_seq.sql"),
+    include_str!("../../migrations/sqlite/20261203000002_delivery.sql"),
 ];
 
 pub struct SqliteStore {
@@ -107,6 +109,48 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || f(&mut conn.lock().unwrap_or_else(|e| e.into_inner())))
             .await?
     }
+}
+
+/// Times as the schema's defaults and `now()` write them, so that text comparison is time order.
+fn ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn parse_ts(text: &str) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+        })
+}
+
+fn endpoint_row(r: &rusqlite::Row) -> rusqlite::Result<(WebhookEndpoint, String, Option<String>)> {
+    Ok((
+        WebhookEndpoint {
+            id: r.get(0)?,
+            url: r.get(1)?,
+            events: Vec::new(),
+            user_ids: None,
+            secret_sealed: r.get(4)?,
+            created_at: parse_ts(&r.get::<_, String>(5)?)?,
+            disabled_at: r
+                .get::<_, Option<String>>(6)?
+                .as_deref()
+                .map(parse_ts)
+                .transpose()?,
+            disabled_reason: r.get(7)?,
+        },
+        r.get(2)?,
+        r.get(3)?,
+    ))
+}
+
+fn endpoint_json(
+    (mut e, events, users): (WebhookEndpoint, String, Option<String>),
+) -> Result<WebhookEndpoint, StoreError> {
+    e.events = serde_json::from_str(&events)?;
+    e.user_ids = users.map(|u| serde_json::from_str(&u)).transpose()?;
+    Ok(e)
 }
 
 fn json_col<T: serde::de::DeserializeOwned>(text: String) -> Result<T, StoreError> {
@@ -307,7 +351,7 @@ impl StateStore for SqliteStore {
                 }
             }
             for s in &b.switches {
-                tx.execute(
+                let new = tx.execute(
                     sql::INSERT_SWITCH,
                     params![
                         s.switch_id,
@@ -318,7 +362,17 @@ impl StateStore for SqliteStore {
                         s.at.to_rfc3339(),
                         serde_json::to_string(s)?
                     ],
-                )?;
+                )? > 0;
+                // A switch already in the history was queued when it was first committed.
+                if new {
+                    for sink in &b.sinks {
+                        tx.execute(
+                            sql::QUEUE_DELIVERY,
+                            params![sink, s.user_pseudonym, s.switch_id],
+                        )?;
+                    }
+                    tx.execute(sql::QUEUE_WEBHOOKS, params![s.user_pseudonym, s.switch_id])?;
+                }
             }
             for (p, o) in &b.offsets {
                 tx.execute(sql::UPSERT_OFFSET, params![b.group, b.topic, p, o])?;
@@ -385,5 +439,213 @@ impl StateStore for SqliteStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for SqliteStore {
+    async fn claim(
+        &self,
+        kind: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        let (kind, owner) = (kind.to_string(), owner.to_string());
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let claim = sql::CLAIM_DELIVERIES.replace("{lock}", "");
+            let ids = {
+                let mut st = tx.prepare_cached(&claim)?;
+                let rows = st
+                    .query_map(params![owner, ts(lease_until), kind, ts(now), limit], |r| {
+                        r.get::<_, i64>(0)
+                    })?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            let mut out = Vec::with_capacity(ids.len());
+            {
+                let mut st = tx.prepare_cached(sql::LOAD_DELIVERY)?;
+                for id in ids {
+                    let (target, pseudonym, attempts, queued, message) =
+                        st.query_row([id], |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, i32>(2)?,
+                                r.get::<_, String>(3)?,
+                                r.get::<_, String>(4)?,
+                            ))
+                        })?;
+                    out.push(PendingDelivery {
+                        id,
+                        target,
+                        pseudonym,
+                        attempts,
+                        queued_at: parse_ts(&queued)?,
+                        message: json_col(message)?,
+                    });
+                }
+            }
+            tx.commit()?;
+            out.sort_by_key(|d| d.id);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn finish(&self, id: i64) -> Result<(), StoreError> {
+        self.with(move |c| {
+            c.execute(sql::FINISH_DELIVERY, [id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn retry_at(
+        &self,
+        id: i64,
+        attempts: i32,
+        at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let error = error.to_string();
+        self.with(move |c| {
+            c.execute(sql::RETRY_DELIVERY, params![attempts, ts(at), error, id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn backlog(&self, kind: &str) -> Result<i64, StoreError> {
+        let kind = kind.to_string();
+        self.with(move |c| Ok(c.query_row(sql::DELIVERY_BACKLOG, [kind], |r| r.get(0))?))
+            .await
+    }
+
+    async fn create_endpoint(
+        &self,
+        e: &WebhookEndpoint,
+        pseudonyms: &[String],
+    ) -> Result<(), StoreError> {
+        let (e, pseudonyms) = (e.clone(), pseudonyms.to_vec());
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                sql::INSERT_ENDPOINT,
+                params![
+                    e.id,
+                    e.url,
+                    serde_json::to_string(&e.events)?,
+                    e.user_ids.as_ref().map(serde_json::to_string).transpose()?,
+                    e.secret_sealed,
+                    ts(e.created_at)
+                ],
+            )?;
+            for p in &pseudonyms {
+                tx.execute(sql::INSERT_ENDPOINT_USER, params![e.id, p])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn endpoints(&self) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        self.with(move |c| {
+            let q = format!("{} ORDER BY created_at, id", sql::SELECT_ENDPOINTS);
+            let mut st = c.prepare_cached(&q)?;
+            let rows = st
+                .query_map([], endpoint_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(endpoint_json).collect()
+        })
+        .await
+    }
+
+    async fn endpoint(&self, id: &str) -> Result<Option<WebhookEndpoint>, StoreError> {
+        let id = id.to_string();
+        self.with(move |c| {
+            let q = format!("{} WHERE id = $1", sql::SELECT_ENDPOINTS);
+            let row = c.query_row(&q, [id], endpoint_row).optional()?;
+            row.map(endpoint_json).transpose()
+        })
+        .await
+    }
+
+    async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let mut deleted = 0;
+            for q in sql::DELETE_ENDPOINT {
+                deleted = tx.execute(q, [&id])?;
+            }
+            tx.commit()?;
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn disable_endpoint(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        let (id, reason) = (id.to_string(), reason.to_string());
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(sql::DISABLE_ENDPOINT[0], params![reason, id])?;
+            tx.execute(sql::DISABLE_ENDPOINT[1], [&id])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_attempt(
+        &self,
+        endpoint_id: &str,
+        a: &WebhookAttempt,
+    ) -> Result<(), StoreError> {
+        let (id, a) = (endpoint_id.to_string(), a.clone());
+        self.with(move |c| {
+            c.execute(
+                sql::INSERT_ATTEMPT,
+                params![
+                    id,
+                    a.message_id,
+                    a.attempt,
+                    ts(a.attempted_at),
+                    a.status,
+                    a.outcome,
+                    a.error,
+                    a.duration_ms
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn attempts(
+        &self,
+        endpoint_id: &str,
+        limit: i64,
+    ) -> Result<Vec<WebhookAttempt>, StoreError> {
+        let id = endpoint_id.to_string();
+        self.with(move |c| {
+            let mut st = c.prepare_cached(sql::SELECT_ATTEMPTS)?;
+            let rows = st.query_map(params![id, limit], |r| {
+                Ok(WebhookAttempt {
+                    message_id: r.get(0)?,
+                    attempt: r.get(1)?,
+                    attempted_at: parse_ts(&r.get::<_, String>(2)?)?,
+                    status: r.get(3)?,
+                    outcome: r.get(4)?,
+                    error: r.get(5)?,
+                    duration_ms: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
     }
 }

@@ -163,12 +163,11 @@ impl TestApp {
         Self::spawn_with(o, |_| {}).await
     }
 
-    /// [`TestApp::spawn`], with `edit` applied to the settings last (it may capture values,
-    /// such as another app's database).
-    pub async fn spawn_with(o: Options, edit: impl FnOnce(&mut Settings)) -> TestApp {
+    /// As [`TestApp::spawn`], with `change` applied to the settings last (it may capture).
+    pub async fn spawn_with(o: Options, change: impl FnOnce(&mut Settings)) -> TestApp {
         let data_dir = tempfile::tempdir().unwrap();
         let mut args = service_args(&o, data_dir.path()).await;
-        edit(&mut args);
+        change(&mut args);
         if std::env::var_os("RUST_LOG").is_some() {
             let mut t = args.telemetry.clone();
             t.rust_log = std::env::var("RUST_LOG").unwrap();
