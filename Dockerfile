@@ -20,6 +20,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential pkg-config zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# .git stays out of the build context: pass the revision for auren_build_info and --version,
+# e.g. --build-arg AUREN_GIT_REVISION=$(git rev-parse --short=12 HEAD). Unset, it is `unknown`.
+ARG AUREN_GIT_REVISION
 COPY Cargo.toml Cargo.lock ./
 COPY crates crates
 # include_str! reads the thresholds file from here at compile time (tests of auren-core).

@@ -24,6 +24,10 @@ export AUREN_TEST_REDIS=redis://127.0.0.1:6379/0
 # schemathesis and standardwebhooks: independent checks of our OpenAPI contract and signatures.
 AUREN_TEST_CONTRACT_VENV=$(ensure_venv contract)
 export AUREN_TEST_CONTRACT_VENV
+# promtool, when it can be had, also checks the live /metrics text (tests/metrics.rs).
+source scripts/promtool.sh
+AUREN_TEST_PROMTOOL=$(find_promtool) || AUREN_TEST_PROMTOOL=
+export AUREN_TEST_PROMTOOL
 cargo test --workspace --all-targets "$@"
 # The declared minimum Rust version is true for every locked dependency.
 python3 scripts/check-msrv.py

@@ -113,7 +113,7 @@ impl Service {
                 body_read_timeout: settings.http.body_read_timeout(),
                 ingest_limits: settings.ingest.limits(),
                 auth: http::auth_limit::AuthLimiter::new(settings.http.auth_failures_per_minute),
-                key_cache: http::key_cache(),
+                key_cache: http::key_cache(settings.ingest.key_cache_ttl()),
                 deliveries: backends.stores().await?.deliveries,
                 webhook_allow_private: settings.bridge.delivery.webhook_allow_private,
             }),
@@ -192,7 +192,7 @@ pub async fn serve_metrics(listener: TcpListener, shutdown: Shutdown) -> anyhow:
         "/metrics",
         get(move || {
             let h = handle.clone();
-            async move { h.render() }
+            async move { crate::telemetry::render_metrics(&h) }
         }),
     );
     axum::serve(listener, app)

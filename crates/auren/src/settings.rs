@@ -103,6 +103,10 @@ pub struct IngestSettings {
     /// Data points in one Health Auto Export metric; more gets 413.
     #[arg(long, env = "AUREN_MAX_POINTS_PER_METRIC", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_points_per_metric: u32,
+    /// How long a user key's lookup is cached: a revoked key is refused by every instance
+    /// within this (at once by the one that revoked it); 0 asks the store on every request.
+    #[arg(long, env = "AUREN_KEY_CACHE_TTL_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub key_cache_ttl_seconds: u64,
 }
 
 impl IngestSettings {
@@ -118,6 +122,9 @@ impl IngestSettings {
     }
     pub fn admission_wait(&self) -> Duration {
         Duration::from_millis(self.admission_wait_ms)
+    }
+    pub fn key_cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.key_cache_ttl_seconds)
     }
 }
 
@@ -371,6 +378,23 @@ pub struct TelemetrySettings {
     pub log_format: String,
 }
 
+/// OpenTelemetry traces over OTLP/HTTP (protobuf), for the long-running commands: off unless an
+/// endpoint is set. The SDK reads the other standard `OTEL_*` variables itself (see
+/// `telemetry`).
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct TracesSettings {
+    /// OTLP/HTTP base URL of a collector (e.g. http://collector:4318); traces go to its
+    /// /v1/traces. Unset: no traces, and no cost.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// The whole URL traces are sent to, used as given; wins over --otlp-endpoint.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    pub otlp_traces_endpoint: Option<String>,
+    /// Exports no traces even when an endpoint is set.
+    #[arg(long, env = "OTEL_SDK_DISABLED", value_parser = parse_flag, default_value = "0")]
+    pub otel_sdk_disabled: bool,
+}
+
 /// Every group: what `auren serve` takes and `auren config show` prints.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct Settings {
@@ -394,6 +418,8 @@ pub struct Settings {
     pub secrets: SecretSettings,
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
+    #[command(flatten)]
+    pub traces: TracesSettings,
 }
 
 /// The groups the composition root opens backends from.
@@ -441,7 +467,12 @@ impl Settings {
         {
             *k = REDACTED.into();
         }
-        for (group, field) in [("store", "postgres_url"), ("cache", "redis_url")] {
+        for (group, field) in [
+            ("store", "postgres_url"),
+            ("cache", "redis_url"),
+            ("traces", "otlp_endpoint"),
+            ("traces", "otlp_traces_endpoint"),
+        ] {
             if let Some(Value::String(url)) = v.get_mut(group).and_then(|g| g.get_mut(field)) {
                 *url = redact_url(url);
             }
@@ -478,6 +509,47 @@ pub fn parse_flag(s: &str) -> Result<bool, String> {
         "" | "0" | "false" | "no" | "off" => Ok(false),
         other => Err(format!("'{other}' is not a boolean (use 1 or 0)")),
     }
+}
+
+/// A refused value names where it came from: clap's own message names the flag only, and a
+/// value read from the environment (`AUREN_HTTP_ADDR=...`) would send the reader looking for a
+/// flag nobody typed.
+pub fn name_the_variable(mut e: clap::Error, mut cmd: clap::Command) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return e;
+    }
+    let Some(ContextValue::String(shown)) = e.get(ContextKind::InvalidArg).cloned() else {
+        return e;
+    };
+    fn find<'a>(c: &'a clap::Command, shown: &str) -> Option<&'a clap::Arg> {
+        c.get_arguments()
+            .find(|a| a.to_string() == shown)
+            .or_else(|| c.get_subcommands().find_map(|s| find(s, shown)))
+    }
+    cmd.build();
+    let Some(arg) = find(&cmd, &shown) else {
+        return e;
+    };
+    let (Some(var), Some(long)) = (arg.get_env(), arg.get_long()) else {
+        return e;
+    };
+    let var = var.to_string_lossy();
+    let typed =
+        std::env::args().any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
+    let tip = if !typed && std::env::var_os(var.as_ref()).is_some() {
+        format!("the value came from the environment variable {var}")
+    } else {
+        format!("--{long} can also be set with the environment variable {var}")
+    };
+    e.insert(
+        ContextKind::Suggested,
+        ContextValue::StyledStrs(vec![tip.into()]),
+    );
+    e
 }
 
 /// A command of its own around one settings type, to reach its args generically.
@@ -701,6 +773,21 @@ impl SecretSettings {
     }
 }
 
+/// A dev secrets file written before it was created 0600 (or loosened by hand) is tightened.
+fn owner_only(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} readable by its owner only", path.display()))?;
+            tracing::warn!(file = %path.display(), "the dev secrets file was readable by others; it is now 0600");
+        }
+    }
+    Ok(())
+}
+
 fn random_token() -> String {
     use base64::Engine;
     let bytes: [u8; 32] = rand::random();
@@ -712,6 +799,7 @@ fn random_token() -> String {
 pub fn load_or_create_dev_secrets(data_dir: &Path) -> anyhow::Result<Secrets> {
     let path = data_dir.join(DEV_SECRETS_FILE);
     if let Ok(text) = std::fs::read_to_string(&path) {
+        owner_only(&path)?;
         let mut s: Secrets =
             serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
         if s.token_key.is_none() {
@@ -920,5 +1008,11 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let again = load_or_create_dev_secrets(dir.path()).unwrap();
         assert_eq!(s.pseudonym_key, again.pseudonym_key);
+        // One left world-readable (by an older version, or by hand) is tightened when read.
+        let path = dir.path().join(DEV_SECRETS_FILE);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        load_or_create_dev_secrets(dir.path()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

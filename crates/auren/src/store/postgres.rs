@@ -1,8 +1,8 @@
 //! PostgreSQL state store. Its schema is `crates/auren/migrations/postgres`, applied at start.
 
 use super::{
-    sql, CommitBatch, DeliveryStore, KeyStore, OutboxSwitch, PendingDelivery, StateStore,
-    StoreError, StoredUser, WebhookAttempt, WebhookEndpoint,
+    sql, CommitBatch, DeliveryStore, KeyInfo, KeyStore, OutboxSwitch, PendingDelivery, Revocation,
+    StateStore, StoreError, StoredUser, WebhookAttempt, WebhookEndpoint,
 };
 use crate::messages::SwitchMessage;
 use async_trait::async_trait;
@@ -64,6 +64,44 @@ impl KeyStore for PgStore {
             .await?)
     }
 
+    async fn list(&self, user_id: &str) -> Result<Vec<KeyInfo>, StoreError> {
+        let rows = sqlx::query(sql::LIST_KEYS)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(key_info).collect()
+    }
+
+    async fn revoke(&self, key_id: &str) -> Result<Revocation, StoreError> {
+        let rows = sqlx::query(sql::KEYS_BY_ID)
+            .bind(key_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut found = match rows.as_slice() {
+            [] => return Ok(Revocation::NotFound),
+            [row] => key_info(row)?,
+            _ => return Ok(Revocation::Ambiguous),
+        };
+        if found.revoked_at.is_some() {
+            return Ok(Revocation::AlreadyRevoked(found));
+        }
+        let revoked: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(sql::REVOKE_KEY)
+            .bind(&found.key_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match revoked {
+            Some(at) => {
+                found.revoked_at = Some(at);
+                Revocation::Revoked(found)
+            }
+            // Another revocation came first.
+            None => match self.revoke(key_id).await? {
+                Revocation::Revoked(k) => Revocation::AlreadyRevoked(k),
+                other => other,
+            },
+        })
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -72,6 +110,17 @@ impl KeyStore for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
     }
+}
+
+fn key_info(r: &sqlx::postgres::PgRow) -> Result<KeyInfo, StoreError> {
+    let key_hash: String = r.try_get(0)?;
+    Ok(KeyInfo {
+        key_id: super::key_id(&key_hash),
+        user_id: r.try_get(1)?,
+        created_at: r.try_get(2)?,
+        revoked_at: r.try_get(3)?,
+        key_hash,
+    })
 }
 
 #[async_trait]

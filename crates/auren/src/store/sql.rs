@@ -8,6 +8,19 @@ pub const INSERT_KEY: &str = "INSERT INTO api_keys (key_hash, user_id) VALUES ($
 pub const USER_FOR_KEY: &str =
     "SELECT user_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL";
 
+pub const LIST_KEYS: &str = "SELECT key_hash, user_id, created_at, revoked_at FROM api_keys
+     WHERE user_id = $1 ORDER BY created_at, key_hash";
+
+/// The keys whose hash starts with the id `$1`: at most two, enough to tell an ambiguous id.
+/// `substr`, not `LIKE`, so no character of the id is a wildcard; a revocation is rare enough
+/// for the scan.
+pub const KEYS_BY_ID: &str = "SELECT key_hash, user_id, created_at, revoked_at FROM api_keys
+     WHERE substr(key_hash, 1, 16) = $1 LIMIT 2";
+
+pub const REVOKE_KEY: &str =
+    "UPDATE api_keys SET revoked_at = now() WHERE key_hash = $1 AND revoked_at IS NULL
+     RETURNING revoked_at";
+
 pub const LOAD_OFFSETS: &str = "SELECT partition, next_offset FROM consumer_offsets
      WHERE consumer_group = $1 AND topic = $2 ORDER BY partition";
 
