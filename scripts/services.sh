@@ -91,13 +91,14 @@ start_tansu() {
   wait_port 127.0.0.1 "$port" 30 || { log "Tansu did not start; see $dir/tansu.log"; return 1; }
 }
 
-# ensure_test_tls: a test CA, a second (wrong) CA, and two server certificates for
-# 127.0.0.1/localhost signed by the first, made once with the openssl CLI into
-# $AUREN_CACHE/tls (remade when a certificate has less than a day left). Prints the directory.
+# ensure_test_tls: a test CA, a second (wrong) CA, two server certificates for
+# 127.0.0.1/localhost and a client certificate, all signed by the first, made once with the
+# openssl CLI into $AUREN_CACHE/tls (remade when one has less than a day left). Prints the
+# directory.
 ensure_test_tls() {
   local dir="$AUREN_CACHE/tls" name
   mkdir -p "$dir"
-  if [ -s "$dir/server2.pem" ] && openssl x509 -checkend 86400 -noout -in "$dir/server.pem" >/dev/null 2>&1; then
+  if [ -s "$dir/client.pem" ] && openssl x509 -checkend 86400 -noout -in "$dir/server.pem" >/dev/null 2>&1; then
     echo "$dir"; return 0
   fi
   command -v openssl >/dev/null || { log "installing openssl"; apt_install openssl; }
@@ -106,10 +107,14 @@ ensure_test_tls() {
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 \
       -subj "/CN=AUREN test $name" -keyout "$dir/$name.key" -out "$dir/$name.pem" 2>/dev/null
   done
-  for name in server server2; do
+  for name in server server2 client; do
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
       -subj "/CN=AUREN test $name" -keyout "$dir/$name.key" -out "$dir/$name.csr" 2>/dev/null
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$dir/$name.ext"
+    if [ "$name" = client ]; then
+      printf 'extendedKeyUsage=clientAuth\n' >"$dir/$name.ext"
+    else
+      printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$dir/$name.ext"
+    fi
     openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
       -days 825 -extfile "$dir/$name.ext" -out "$dir/$name.pem" 2>/dev/null
     rm -f "$dir/$name.csr" "$dir/$name.ext"
@@ -146,6 +151,10 @@ ensure_redis_tls() {
   local dir=$1 port=$2 cli
   cli=(redis-cli -h 127.0.0.1 -p "$port" --tls --cacert "$dir/ca.pem")
   [ "$("${cli[@]}" ping 2>/dev/null)" = PONG ] && return 0
+  # One we started earlier with certificates since remade: replace it.
+  if [ -s "/var/run/redis-tls-$port.pid" ]; then
+    kill "$(cat "/var/run/redis-tls-$port.pid")" 2>/dev/null && sleep 0.5
+  fi
   log "starting Redis with TLS on 127.0.0.1:$port"
   mkdir -p /var/lib/redis /var/log/redis
   redis-server --daemonize yes --bind 127.0.0.1 --port 0 --tls-port "$port" \

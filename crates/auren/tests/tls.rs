@@ -392,6 +392,22 @@ struct TlsProbe {
 
 impl TlsProbe {
     fn start() -> TlsProbe {
+        Self::start_with(&[])
+    }
+
+    /// One that asks for a client certificate signed by the test CA and refuses a client without.
+    fn requiring_client_certificates() -> TlsProbe {
+        let ca = file("ca.pem");
+        Self::start_with(&[
+            "-Verify",
+            "1",
+            "-verify_return_error",
+            "-CAfile",
+            ca.to_str().unwrap(),
+        ])
+    }
+
+    fn start_with(extra: &[&str]) -> TlsProbe {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -404,6 +420,7 @@ impl TlsProbe {
             .arg(file("server.pem"))
             .arg("-key")
             .arg(file("server.key"))
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -540,4 +557,34 @@ async fn a_malformed_or_unknown_kafka_property_is_refused_by_name() {
     });
     let err = kafka_check(&s).await.unwrap_err();
     assert!(err.contains("ssl.no.such.thing"), "{err}");
+}
+
+#[tokio::test]
+async fn the_kafka_client_presents_its_certificate_for_mutual_tls() {
+    let probe = TlsProbe::requiring_client_certificates();
+    let s = kafka_settings(probe.port, |l| {
+        l.kafka_security_protocol = Some("ssl".into());
+        l.kafka_ssl_ca_file = Some(file("ca.pem"));
+        l.kafka_ssl_cert_file = Some(file("client.pem"));
+        l.kafka_ssl_key_file = Some(file("client.key"));
+        l.kafka_properties = Some("client.id=auren-mtls".into());
+    });
+    let _ = kafka_check(&s).await;
+    assert!(
+        probe.saw("auren-mtls").await,
+        "s_server saw: {}",
+        probe.output()
+    );
+    drop(probe);
+    // Without a certificate the server ends the handshake (TLS 1.3 alert `certificate
+    // required`), nothing reaches it, and the check names the alert.
+    let probe = TlsProbe::requiring_client_certificates();
+    let s = kafka_settings(probe.port, |l| {
+        l.kafka_security_protocol = Some("ssl".into());
+        l.kafka_ssl_ca_file = Some(file("ca.pem"));
+        l.kafka_properties = Some("client.id=auren-no-cert".into());
+    });
+    let err = kafka_check(&s).await.unwrap_err();
+    assert!(!probe.saw("auren-no-cert").await, "{}", probe.output());
+    assert!(err.contains("certificate required"), "{err}");
 }

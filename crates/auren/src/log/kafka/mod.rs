@@ -57,12 +57,12 @@ impl ClientContext for BrokerErrors {
     }
 }
 
-type Producer_ = FutureProducer<BrokerErrors>;
+type KafkaProducer = FutureProducer<BrokerErrors>;
 
 pub struct KafkaLog {
     /// Made on first use: readers (`log read`, topic creation, end offsets) never start an
     /// idempotent producer session they do not need.
-    producer: RwLock<Option<Producer_>>,
+    producer: RwLock<Option<KafkaProducer>>,
     config: ClientConfig,
     /// Set when a delivery failed. An idempotent producer whose messages timed out has a gap in
     /// its sequence numbers; brokers (Tansu among them) may refuse that session for good after a
@@ -126,7 +126,7 @@ impl KafkaLog {
     }
 
     /// The producer, made now if there is none yet or the last one was poisoned.
-    fn producer(&self) -> Result<Producer_, LogError> {
+    fn producer(&self) -> Result<KafkaProducer, LogError> {
         let poisoned = self.poisoned.swap(false, Ordering::AcqRel);
         if !poisoned {
             if let Some(p) = self.current_producer() {
@@ -140,14 +140,14 @@ impl KafkaLog {
                 if poisoned {
                     tracing::info!("replacing the Kafka producer after failed deliveries");
                 }
-                let fresh: Producer_ = self.config.create_with_context(self.errors.clone())?;
+                let fresh: KafkaProducer = self.config.create_with_context(self.errors.clone())?;
                 *slot = Some(fresh.clone());
                 Ok(fresh)
             }
         }
     }
 
-    fn current_producer(&self) -> Option<Producer_> {
+    fn current_producer(&self) -> Option<KafkaProducer> {
         self.producer
             .read()
             .unwrap_or_else(|e| e.into_inner())
