@@ -588,3 +588,34 @@ async fn the_kafka_client_presents_its_certificate_for_mutual_tls() {
     assert!(!probe.saw("auren-no-cert").await, "{}", probe.output());
     assert!(err.contains("certificate required"), "{err}");
 }
+
+/// The binary, configured by its environment variables alone, as an operator would.
+#[tokio::test]
+async fn auren_migrate_verifies_postgres_with_the_ca_variable() {
+    let db = with_query(&fresh_database().await, "sslmode=verify-full");
+    let run = |ca: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_auren"))
+            .arg("migrate")
+            .env("POSTGRES_URL", &db)
+            .env("AUREN_POSTGRES_CA_FILE", file(ca))
+            .env("PG_POOL_MIN_SIZE", "1")
+            .env("PG_POOL_MAX_SIZE", "2")
+            .env("RUST_LOG", "warn")
+            .env_remove("AUREN_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let ok = run("ca.pem");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = run("other-ca.pem");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("TLS to PostgreSQL failed") && stderr.contains("UnknownIssuer"),
+        "{stderr}"
+    );
+}
