@@ -196,8 +196,9 @@ pub struct LogSettings {
     #[arg(long, env = "KAFKA_SSL_KEY_PASSWORD", hide_env_values = true)]
     pub kafka_ssl_key_password: Option<String>,
     /// Any other librdkafka properties, `name=value` separated by `;` or new lines (e.g.
-    /// `ssl.endpoint.identification.algorithm=none;socket.keepalive.enable=true`); applied to
-    /// every producer, consumer and admin client, after the settings above.
+    /// `ssl.endpoint.identification.algorithm=none;socket.keepalive.enable=true`), for every
+    /// producer, consumer and admin client. They override the settings above; what the service
+    /// sets per client (acks=all, idempotence, the group) is applied after them and stands.
     #[arg(long, env = "AUREN_KAFKA_PROPERTIES", hide_env_values = true)]
     pub kafka_properties: Option<String>,
 }

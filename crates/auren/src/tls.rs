@@ -2,9 +2,9 @@
 //! read with errors that name the file, and the listener's certificate reloaded when its files
 //! change.
 //!
-//! One provider (ring) for every rustls user in the process: sqlx, redis and reqwest are built
-//! with it, so no second C crypto library (aws-lc) is compiled, and crates that build their
-//! config from the process default (redis) find one. PostgreSQL's TLS is sqlx's own (configured
+//! One provider (ring) for every rustls user in the process: sqlx and redis are built with it,
+//! as reqwest's rustls is, so no second C crypto library (aws-lc) is compiled, and crates that
+//! build their config from the process default (redis) find one. PostgreSQL's TLS is sqlx's own (configured
 //! from the URL in `store/`); Kafka's is librdkafka's OpenSSL (configured in `log/kafka/`).
 //!
 //! The listener offers TLS 1.3 and 1.2 (1.3 preferred, as rustls orders them); older versions
