@@ -619,3 +619,119 @@ async fn auren_migrate_verifies_postgres_with_the_ca_variable() {
         "{stderr}"
     );
 }
+
+/// A private Tansu that advertises `advertised` (the TLS port in front of it), plain TCP behind.
+struct BrokerBehindTls {
+    child: Child,
+    plain_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl BrokerBehindTls {
+    fn start(advertised: u16) -> BrokerBehindTls {
+        let dir = tempfile::tempdir().unwrap();
+        let plain_port = free_port();
+        let child = Command::new(tansu_bin())
+            .args(["broker", "--listener-url"])
+            .arg(format!("tcp://127.0.0.1:{plain_port}"))
+            .arg("--advertised-listener-url")
+            .arg(format!("tcp://127.0.0.1:{advertised}"))
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start Tansu at {}: {e}", tansu_bin().display()));
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", plain_port)).is_ok() {
+                return BrokerBehindTls {
+                    child,
+                    plain_port,
+                    _dir: dir,
+                };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("Tansu did not start listening");
+    }
+}
+
+impl Drop for BrokerBehindTls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Terminates TLS on `listener` with the test server certificate (our own listener's rustls
+/// config) and forwards the plaintext to `backend`.
+fn tls_proxy(listener: tokio::net::TcpListener, backend: u16) -> tokio::task::JoinHandle<()> {
+    let cert = auren::tls::ReloadingCert::load(&file("server.pem"), &file("server.key")).unwrap();
+    let mut config = (*cert.server_config().unwrap()).clone();
+    config.alpn_protocols.clear();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = TcpStream::connect(("127.0.0.1", backend)).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    })
+}
+
+/// The whole path over TLS with a real Kafka-wire broker: topic creation, an idempotent append
+/// acknowledged by the broker, and reading it back, every connection through the TLS port.
+#[tokio::test]
+async fn the_event_log_works_over_tls_with_a_real_broker() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_port = listener.local_addr().unwrap().port();
+    let broker = BrokerBehindTls::start(tls_port);
+    let proxy = tls_proxy(listener, broker.plain_port);
+    let s = kafka_settings(tls_port, |l| {
+        l.kafka_security_protocol = Some("ssl".into());
+        l.kafka_ssl_ca_file = Some(file("ca.pem"));
+        l.log_timeout_ms = 10_000;
+    });
+    let topic = unique("tls-events");
+    let backends = auren::root::Backends::new(s.backends());
+    let log = backends.log().await.unwrap();
+    log.check().await.expect("the broker answers over TLS");
+    log.create_topics(&[&topic], 1, 1).await.unwrap();
+    let appended = log
+        .append(
+            &topic,
+            vec![auren::log::Record {
+                key: "u_tls".into(),
+                event_id: unique("evt"),
+                value: br#"{"over":"tls"}"#.to_vec(),
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(appended[0], auren::log::Appended::Stored { .. }),
+        "{appended:?}"
+    );
+    let records = read_records(log.as_ref(), &topic).await;
+    assert_eq!(records, vec![serde_json::json!({"over": "tls"})]);
+    // The same broker refuses the wrong CA at the handshake.
+    let wrong = kafka_settings(tls_port, |l| {
+        l.kafka_security_protocol = Some("ssl".into());
+        l.kafka_ssl_ca_file = Some(file("other-ca.pem"));
+    });
+    let err = kafka_check(&wrong).await.unwrap_err();
+    assert!(err.contains("certificate verify failed"), "{err}");
+    backends.close().await;
+    proxy.abort();
+}
