@@ -26,6 +26,8 @@ pub struct Service {
     bridge: Option<(Bridge, Deliveries)>,
     backends: Arc<Backends>,
     http: crate::settings::HttpSettings,
+    /// The API listener's certificate, when it serves HTTPS.
+    tls: Option<Arc<crate::tls::ReloadingCert>>,
 }
 
 /// The bridge over the root's backends, once its stored offsets are known to belong to the log.
@@ -76,6 +78,13 @@ impl Service {
         with_bridge: bool,
     ) -> anyhow::Result<Self> {
         let secrets = settings.secrets.resolve(&settings.data.data_dir)?;
+        let tls = match settings.http.tls_files()? {
+            Some((cert, key)) => Some(
+                crate::tls::ReloadingCert::load(cert, key)
+                    .context("loading the API listener's TLS certificate")?,
+            ),
+            None => None,
+        };
         let pseudonyms = Pseudonymizer::new(secrets.pseudonym_key.as_bytes())?;
         let config = ConfigHandle::load(settings.bridge.thresholds.biometric_config.clone())?;
         let log = writable_log(&backends).await?;
@@ -124,6 +133,7 @@ impl Service {
             bridge,
             backends,
             http: settings.http.clone(),
+            tls,
         })
     }
 
@@ -140,11 +150,13 @@ impl Service {
             shutdown.spawn("bridge", bridge.run(shutdown.clone()));
         }
         shutdown.spawn("metrics", serve_metrics(metrics, shutdown.clone()));
-        tracing::info!(addr = %api.local_addr()?, "listening for webhooks");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        tracing::info!(addr = %api.local_addr()?, scheme, "listening for webhooks");
         let served = http::server::serve(
             api,
             http::router(self.state.clone()),
             &self.http,
+            self.tls,
             shutdown.clone(),
         )
         .await;

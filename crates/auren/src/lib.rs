@@ -23,7 +23,7 @@
 //! - [`app`]: `serve` and `bridge`, the long-running commands; [`cli`]: every command.
 //! - [`dlq`]: dead-letter replay; [`replay`]: a scenario file through the engine offline;
 //!   [`simulate`]: realistic signed traffic for a running service;
-//!   [`telemetry`]: metrics and log lines.
+//!   [`telemetry`]: metrics and log lines; [`tls`]: certificates for the API listener and Redis.
 //!
 //! Dependencies point one way: `settings`, `messages` and `shutdown` depend on nothing here;
 //! the ports on `settings` (and `log` on `cache` for Kafka's dedup); `root` on the ports; `http`,
@@ -47,3 +47,4 @@ pub mod shutdown;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -61,11 +61,29 @@ pub struct HttpSettings {
     /// client address and minute before it gets 429.
     #[arg(long, env = "AUREN_AUTH_FAILURES_PER_MINUTE", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_failures_per_minute: u32,
+    /// PEM certificate chain for HTTPS on the API listener (with --tls-key); unset serves plain
+    /// HTTP. Both files are reloaded when they change.
+    #[arg(long = "tls-cert", env = "AUREN_TLS_CERT")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long = "tls-key", env = "AUREN_TLS_KEY")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl HttpSettings {
     pub fn body_read_timeout(&self) -> Duration {
         Duration::from_millis(self.body_read_timeout_ms)
+    }
+
+    /// The listener's certificate and key files, when it serves HTTPS.
+    pub fn tls_files(&self) -> anyhow::Result<Option<(&Path, &Path)>> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(c), Some(k)) => Ok(Some((c, k))),
+            (None, None) => Ok(None),
+            _ => bail!(
+                "AUREN_TLS_CERT and AUREN_TLS_KEY go together: set both, or neither for plain HTTP"
+            ),
+        }
     }
 }
 
@@ -160,6 +178,36 @@ pub struct LogSettings {
     /// Kafka consumer session timeout.
     #[arg(long, env = "AUREN_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 6000)]
     pub kafka_session_timeout_ms: u32,
+    /// Kafka `security.protocol`: plaintext, ssl, sasl_plaintext or sasl_ssl.
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", ignore_case = true, value_parser = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"])]
+    pub kafka_security_protocol: Option<String>,
+    /// Kafka `sasl.mechanism` for sasl_* protocols: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, env = "KAFKA_SASL_MECHANISM", ignore_case = true, value_parser = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])]
+    pub kafka_sasl_mechanism: Option<String>,
+    /// Kafka SASL user name.
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+    /// Kafka SASL password.
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub kafka_sasl_password: Option<String>,
+    /// PEM file of the CA(s) that sign the brokers' certificates; unset uses the system's.
+    #[arg(long, env = "KAFKA_SSL_CA_LOCATION")]
+    pub kafka_ssl_ca_file: Option<PathBuf>,
+    /// PEM client certificate, for brokers that authenticate clients by certificate.
+    #[arg(long, env = "KAFKA_SSL_CERTIFICATE_LOCATION")]
+    pub kafka_ssl_cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(long, env = "KAFKA_SSL_KEY_LOCATION")]
+    pub kafka_ssl_key_file: Option<PathBuf>,
+    /// Password of an encrypted client key.
+    #[arg(long, env = "KAFKA_SSL_KEY_PASSWORD", hide_env_values = true)]
+    pub kafka_ssl_key_password: Option<String>,
+    /// Any other librdkafka properties, `name=value` separated by `;` or new lines (e.g.
+    /// `ssl.endpoint.identification.algorithm=none;socket.keepalive.enable=true`), for every
+    /// producer, consumer and admin client. They override the settings above; what the service
+    /// sets per client (acks=all, idempotence, the group) is applied after them and stands.
+    #[arg(long, env = "AUREN_KAFKA_PROPERTIES", hide_env_values = true)]
+    pub kafka_properties: Option<String>,
 }
 
 impl LogSettings {
@@ -170,6 +218,59 @@ impl LogSettings {
     pub fn topics(&self) -> [&str; 3] {
         [&self.events_topic, &self.dlq_topic, &self.switches_topic]
     }
+
+    /// The librdkafka properties every client gets besides its own: security, then
+    /// `AUREN_KAFKA_PROPERTIES` (which may override them).
+    pub fn kafka_client_properties(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let mut out: Vec<(String, String)> = [
+            ("security.protocol", self.kafka_security_protocol.clone()),
+            ("sasl.mechanism", self.kafka_sasl_mechanism.clone()),
+            ("sasl.username", self.kafka_sasl_username.clone()),
+            ("sasl.password", self.kafka_sasl_password.clone()),
+            ("ssl.ca.location", self.kafka_ssl_ca_file.as_ref().map(path)),
+            (
+                "ssl.certificate.location",
+                self.kafka_ssl_cert_file.as_ref().map(path),
+            ),
+            (
+                "ssl.key.location",
+                self.kafka_ssl_key_file.as_ref().map(path),
+            ),
+            ("ssl.key.password", self.kafka_ssl_key_password.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v?)))
+        .collect();
+        out.extend(parse_properties(
+            self.kafka_properties.as_deref().unwrap_or(""),
+        )?);
+        Ok(out)
+    }
+}
+
+/// `name=value` pairs separated by `;` or new lines; blank entries are skipped.
+pub fn parse_properties(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    text.split([';', '\n'])
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => bail!(
+                "AUREN_KAFKA_PROPERTIES: `{}` is not `name=value`",
+                e.split('=').next().unwrap_or("")
+            ),
+        })
+        .collect()
+}
+
+/// Whether a librdkafka property holds a secret (kept out of `config show`).
+fn secret_property(name: &str) -> bool {
+    ["password", "secret", "pem", "jaas", "token"]
+        .iter()
+        .any(|s| name.contains(s))
 }
 
 /// The state store: PostgreSQL when a URL is given, else SQLite under the data directory.
@@ -178,6 +279,16 @@ pub struct StoreSettings {
     /// PostgreSQL URL; unset means SQLite under the data directory.
     #[arg(long, env = "POSTGRES_URL", hide_env_values = true)]
     pub postgres_url: Option<String>,
+    /// PEM file of the CA(s) that sign PostgreSQL's certificate, for `sslmode=verify-ca` or
+    /// `verify-full` (the URL's `sslrootcert` wins). Unset: the URL's, else the Mozilla roots.
+    #[arg(long, env = "AUREN_POSTGRES_CA_FILE")]
+    pub postgres_ca_file: Option<PathBuf>,
+    /// PostgreSQL connections kept open even when idle.
+    #[arg(long, env = "PG_POOL_MIN_SIZE", default_value_t = 0)]
+    pub pg_pool_min_size: u32,
+    /// PostgreSQL connections at most, per process.
+    #[arg(long, env = "PG_POOL_MAX_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub pg_pool_max_size: u32,
 }
 
 /// Dedup and the state cache: Redis when a URL is given, else in-process.
@@ -186,6 +297,10 @@ pub struct CacheSettings {
     /// Redis URL; unset means an in-process cache.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// PEM file of the CA(s) that sign Redis's certificate, for a `rediss://` URL; unset uses
+    /// the system's.
+    #[arg(long, env = "AUREN_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     /// How long an event id is remembered for deduplication in front of Kafka.
     #[arg(long, env = "AUREN_DEDUP_TTL_SECONDS", default_value_t = 7 * 24 * 3600)]
     pub dedup_ttl_seconds: u64,
@@ -476,6 +591,28 @@ impl Settings {
             if let Some(Value::String(url)) = v.get_mut(group).and_then(|g| g.get_mut(field)) {
                 *url = redact_url(url);
             }
+        }
+        for field in ["kafka_sasl_password", "kafka_ssl_key_password"] {
+            if let Some(val) = v.get_mut("log").and_then(|g| g.get_mut(field)) {
+                if !val.is_null() {
+                    *val = Value::String(REDACTED.into());
+                }
+            }
+        }
+        if let Some(Value::String(props)) =
+            v.get_mut("log").and_then(|g| g.get_mut("kafka_properties"))
+        {
+            *props = match parse_properties(props) {
+                Ok(pairs) => pairs
+                    .iter()
+                    .map(|(k, val)| match secret_property(k) {
+                        true => format!("{k}={REDACTED}"),
+                        false => format!("{k}={val}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(";"),
+                Err(_) => REDACTED.into(),
+            };
         }
         v
     }
@@ -957,6 +1094,36 @@ mod tests {
         }
         assert!(text.contains("db:5432"), "{text}");
         assert_eq!(s.redacted()["secrets"]["whoop_client_secret"], Value::Null);
+    }
+
+    #[test]
+    fn kafka_security_and_extra_properties_reach_every_client_and_hide_their_secrets() {
+        let mut s = Settings::defaults();
+        s.log.kafka_security_protocol = Some("sasl_ssl".into());
+        s.log.kafka_sasl_mechanism = Some("SCRAM-SHA-512".into());
+        s.log.kafka_sasl_password = Some("k4fka-pass".into());
+        s.log.kafka_ssl_ca_file = Some("/etc/ca.pem".into());
+        s.log.kafka_properties = Some(
+            " ssl.endpoint.identification.algorithm = none ;\nsasl.oauthbearer.client.secret=0auth-s3cret;".into(),
+        );
+        let props = s.log.kafka_client_properties().unwrap();
+        let get = |k: &str| props.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(get("ssl.ca.location"), Some("/etc/ca.pem"));
+        assert_eq!(get("ssl.endpoint.identification.algorithm"), Some("none"));
+        assert_eq!(get("sasl.username"), None);
+        let shown = s.redacted().to_string();
+        for secret in ["k4fka-pass", "0auth-s3cret"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(
+            shown.contains("ssl.endpoint.identification.algorithm=none"),
+            "{shown}"
+        );
+        s.log.kafka_properties = Some("a.b=1;oops".into());
+        let e = s.log.kafka_client_properties().unwrap_err().to_string();
+        assert!(e.contains("`oops` is not `name=value`"), "{e}");
     }
 
     #[test]

@@ -118,7 +118,12 @@ const METRICS: &[(&str, Kind, &str)] = &[
     (
         "auren_http_connections_closed_total",
         Kind::Counter,
-        "Connections the listener closed itself, by reason (timeouts, errors).",
+        "Connections the listener closed itself, by reason (timeouts, errors, failed TLS handshakes).",
+    ),
+    (
+        "auren_tls_reloads_total",
+        Kind::Counter,
+        "Reloads of the API listener's certificate and key files, by outcome.",
     ),
     (
         "auren_auth_failures_total",

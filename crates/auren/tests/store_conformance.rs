@@ -536,7 +536,7 @@ async fn sqlite_store_meets_its_contracts() {
 
 #[tokio::test]
 async fn redis_dedup_meets_the_contract() {
-    let d = RedisDedup::connect(&redis_url(), 60, Duration::from_secs(1))
+    let d = RedisDedup::connect(&redis_url(), None, 60, Duration::from_secs(1))
         .await
         .unwrap();
     dedup_contract(&d).await;
@@ -550,7 +550,9 @@ async fn memory_dedup_meets_the_contract() {
 
 #[tokio::test]
 async fn redis_state_cache_meets_the_contract() {
-    let c = RedisStateCache::connect(&redis_url(), 1, 5).await.unwrap();
+    let c = RedisStateCache::connect(&redis_url(), None, 1, 5)
+        .await
+        .unwrap();
     state_cache_contract(&c).await;
 }
 

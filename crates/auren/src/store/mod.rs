@@ -10,7 +10,7 @@ mod postgres;
 mod sql;
 mod sqlite;
 
-pub use postgres::PgStore;
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 
 use crate::messages::SwitchMessage;
@@ -26,6 +26,8 @@ use std::sync::Arc;
 pub enum StoreError {
     #[error("PostgreSQL")]
     Postgres(#[from] sqlx::Error),
+    #[error("TLS to PostgreSQL failed (check sslmode, and the CA in sslrootcert or AUREN_POSTGRES_CA_FILE)")]
+    PostgresTls(#[source] sqlx::Error),
     #[error("PostgreSQL migrations")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("SQLite")]
@@ -308,9 +310,16 @@ pub async fn open(data: &DataSettings, settings: &StoreSettings) -> anyhow::Resu
     Ok(match &settings.postgres_url {
         Some(url) => {
             let s = Arc::new(
-                PgStore::connect(url)
-                    .await
-                    .context("connecting to PostgreSQL")?,
+                PgStore::connect_with(
+                    url,
+                    &PgOptions {
+                        ca_file: settings.postgres_ca_file.clone(),
+                        min_connections: settings.pg_pool_min_size,
+                        max_connections: settings.pg_pool_max_size,
+                    },
+                )
+                .await
+                .context("connecting to PostgreSQL")?,
             );
             Stores {
                 keys: s.clone(),

@@ -1,4 +1,9 @@
 //! PostgreSQL state store. Its schema is `crates/auren/migrations/postgres`, applied at start.
+//!
+//! TLS is sqlx's (rustls): `sslmode` in the URL is honoured as libpq does (`disable`, `allow`,
+//! `prefer` (the default), `require`, `verify-ca`, `verify-full`), with the CA from the URL's
+//! `sslrootcert`, else [`PgOptions::ca_file`], else the Mozilla roots built in; a client
+//! certificate comes from `sslcert` / `sslkey`.
 
 use super::{
     sql, CommitBatch, DeliveryStore, KeyInfo, KeyStore, OutboxSwitch, PendingDelivery, Revocation,
@@ -10,6 +15,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::Row;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -18,14 +24,63 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// How to connect besides the URL.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// CA file for `verify-ca` / `verify-full`, used when the URL names no `sslrootcert`.
+    pub ca_file: Option<PathBuf>,
+    pub min_connections: u32,
+    pub max_connections: u32,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            ca_file: None,
+            min_connections: 0,
+            max_connections: 10,
+        }
+    }
+}
+
+/// The URL with `sslrootcert` added from `ca_file` when it names none, so every connection
+/// (the database check and creation included) verifies against the same CA.
+fn with_ca(url: &str, ca_file: Option<&std::path::Path>) -> String {
+    let Some(ca) = ca_file else {
+        return url.to_string();
+    };
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.query_pairs().any(|(k, _)| k == "sslrootcert") => {
+            u.query_pairs_mut()
+                .append_pair("sslrootcert", &ca.to_string_lossy());
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 impl PgStore {
+    /// Connects with the default pool, creating the database when needed (see [`Self::connect_with`]).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &PgOptions::default()).await
+    }
+
     /// Connects, creating the database when it does not exist yet (the role may; when it may
     /// not, the error names the database), and applies the migrations.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect_with(url: &str, o: &PgOptions) -> Result<Self, StoreError> {
         use sqlx::migrate::MigrateDatabase;
-        if !sqlx::Postgres::database_exists(url).await.unwrap_or(true) {
-            sqlx::Postgres::create_database(url).await?;
-            tracing::info!("created the PostgreSQL database named in POSTGRES_URL");
+        let url = with_ca(url, o.ca_file.as_deref());
+        let url = url.as_str();
+        match sqlx::Postgres::database_exists(url).await {
+            Ok(false) => {
+                sqlx::Postgres::create_database(url).await?;
+                tracing::info!("created the PostgreSQL database named in POSTGRES_URL");
+            }
+            // The server refused our TLS (or the CA did not verify it): the pool below would
+            // fail the same way; say so now, with the cause.
+            Err(e) if tls_error(&e) => return Err(StoreError::PostgresTls(e)),
+            // Any other failure (the role may not read pg_database, ...): the pool says more.
+            _ => {}
         }
         // PostgreSQL's NOTICEs (`relation ... already exists, skipping` on every start) are not
         // worth a log line.
@@ -33,16 +88,33 @@ impl PgStore {
             .parse::<sqlx::postgres::PgConnectOptions>()?
             .options([("client_min_messages", "warning")]);
         let pool = PgPoolOptions::new()
-            .max_connections(10)
+            .min_connections(o.min_connections.min(o.max_connections))
+            .max_connections(o.max_connections)
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|e| match tls_error(&e) {
+                true => StoreError::PostgresTls(e),
+                false => StoreError::Postgres(e),
+            })?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+/// Whether a connection failed in TLS: the server does not offer it, or its certificate did not
+/// verify against the CA.
+fn tls_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
     }
 }
 
