@@ -631,7 +631,7 @@ impl BrokerBehindTls {
     fn start(advertised: u16) -> BrokerBehindTls {
         let dir = tempfile::tempdir().unwrap();
         let plain_port = free_port();
-        let child = Command::new(tansu_bin())
+        let mut child = Command::new(tansu_bin())
             .args(["broker", "--listener-url"])
             .arg(format!("tcp://127.0.0.1:{plain_port}"))
             .arg("--advertised-listener-url")
@@ -653,6 +653,8 @@ impl BrokerBehindTls {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("Tansu did not start listening");
     }
 }
