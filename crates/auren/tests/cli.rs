@@ -372,26 +372,40 @@ fn every_flag_is_described_and_commands_list_only_their_own() {
         flags
     };
     let common = ["--config", "--help", "--log-filter", "--log-format"];
+    // How to reach (and trust) PostgreSQL and Kafka concerns every command that connects.
+    let store = [
+        "--data-dir",
+        "--postgres-url",
+        "--postgres-ca-file",
+        "--pg-pool-min-size",
+        "--pg-pool-max-size",
+    ];
+    let kafka = [
+        "--data-dir",
+        "--kafka-bootstrap-servers",
+        "--kafka-properties",
+        "--kafka-security-protocol",
+        "--kafka-sasl-mechanism",
+        "--kafka-sasl-username",
+        "--kafka-sasl-password",
+        "--kafka-ssl-ca-file",
+        "--kafka-ssl-cert-file",
+        "--kafka-ssl-key-file",
+        "--kafka-ssl-key-password",
+    ];
+    let log_read = [
+        "--from-beginning",
+        "--limit",
+        "--follow",
+        "--topic",
+        "--events-topic",
+    ];
     for (path, own) in [
-        (
-            &["keys", "create"][..],
-            &["--user", "--data-dir", "--postgres-url"][..],
-        ),
-        (&["migrate"][..], &["--data-dir", "--postgres-url"][..]),
-        (
-            &["log", "read"][..],
-            &[
-                "--from-beginning",
-                "--limit",
-                "--follow",
-                "--topic",
-                "--data-dir",
-                "--kafka-bootstrap-servers",
-                "--events-topic",
-            ][..],
-        ),
+        (&["keys", "create"][..], [&["--user"][..], &store].concat()),
+        (&["migrate"][..], store.to_vec()),
+        (&["log", "read"][..], [&log_read[..], &kafka].concat()),
     ] {
-        let mut expected: Vec<String> = common.iter().chain(own).map(|s| s.to_string()).collect();
+        let mut expected: Vec<String> = common.iter().chain(&own).map(|s| s.to_string()).collect();
         expected.sort();
         assert_eq!(listed(path), expected, "auren {}", path.join(" "));
     }
