@@ -63,3 +63,18 @@ pub const UNPUBLISHED: &str = "SELECT t.user_pseudonym, h.message
 pub const HISTORY: &str = "SELECT h.message FROM mode_history h
      JOIN threads t ON t.thread_id = h.thread_id
      WHERE t.user_pseudonym = $1 ORDER BY h.switched_at DESC, h.created_at DESC LIMIT $2";
+
+/// The position (`seq`) of switch `$1` in the history of thread `$2`.
+pub const SWITCH_SEQ_OF_THREAD: &str =
+    "SELECT seq FROM mode_history WHERE switch_id = $1 AND thread_id = $2";
+
+/// The position (`seq`) of switch `$1` in the whole history.
+pub const SWITCH_SEQ: &str = "SELECT seq FROM mode_history WHERE switch_id = $1";
+
+/// Thread `$1`'s switches after position `$2`, in history order.
+pub const THREAD_SWITCHES_AFTER: &str = "SELECT message FROM mode_history
+     WHERE thread_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
+/// Every user's switches after position `$1`, in history order.
+pub const SWITCHES_AFTER: &str =
+    "SELECT message FROM mode_history WHERE seq > $1 ORDER BY seq LIMIT $2";
