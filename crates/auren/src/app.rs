@@ -86,6 +86,13 @@ impl Service {
                 ingest_limits: settings.ingest.limits(),
                 auth: http::auth_limit::AuthLimiter::new(settings.http.auth_failures_per_minute),
                 key_cache: http::key_cache(),
+                live: crate::live::Hub::new(
+                    backends.log().await?,
+                    backends.state_store().await?,
+                    backends.state_cache().await?,
+                    &settings.log.switches_topic,
+                ),
+                sse: http::events::SseSettings::of(&settings.http),
             }),
         };
         tracing::info!(backends = %backends.describe(), "backends ready");
@@ -105,6 +112,7 @@ impl Service {
         shutdown: Shutdown,
     ) -> anyhow::Result<()> {
         self.state.inner.config.watch(&shutdown);
+        self.state.inner.live.start(&shutdown);
         if let Some(bridge) = self.bridge {
             shutdown.spawn("bridge", bridge.run(shutdown.clone()));
         }

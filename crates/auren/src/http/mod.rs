@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod auth_limit;
+pub mod events;
 pub mod health;
 pub mod openapi;
 pub mod problem;
@@ -54,6 +55,9 @@ pub struct Inner {
     pub auth: auth_limit::AuthLimiter,
     /// Positive key lookups, so a push does not cost a database round trip.
     pub key_cache: moka::sync::Cache<String, String>,
+    /// Switches and state changes for the live event streams.
+    pub live: Arc<crate::live::Hub>,
+    pub sse: events::SseSettings,
 }
 
 /// How long a key lookup is trusted before the store is asked again.
@@ -161,6 +165,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/users/{user_id}/state", get(users::user_state))
         .route("/users/{user_id}/modes", get(users::user_modes))
+        .route("/users/{user_id}/events", get(events::user_events))
+        .route("/admin/events", get(events::admin_events))
         .route("/admin/reload", post(users::reload))
         .route("/admin/users/{user_id}/keys", post(users::issue_key))
         .route("/health", get(health::health))

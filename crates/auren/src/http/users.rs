@@ -31,7 +31,11 @@ pub(crate) fn valid_user_id(id: &str) -> Result<(), Problem> {
         .map_err(|e| Problem::bad_request("invalid_user_id", e.to_string()))
 }
 
-async fn require_admin(state: &AppState, ip: Option<IpAddr>, h: &HeaderMap) -> Result<(), Problem> {
+pub(crate) async fn require_admin(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    h: &HeaderMap,
+) -> Result<(), Problem> {
     state.inner.auth.check(ip)?;
     match bearer_token(h) {
         Some(t) if is_admin(state, t) => Ok(()),
@@ -51,7 +55,7 @@ async fn require_admin(state: &AppState, ip: Option<IpAddr>, h: &HeaderMap) -> R
 }
 
 /// The admin token, or the key of `user_id` itself.
-async fn require_user_or_admin(
+pub(crate) async fn require_user_or_admin(
     state: &AppState,
     ip: Option<IpAddr>,
     h: &HeaderMap,
