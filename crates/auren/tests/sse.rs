@@ -475,3 +475,186 @@ async fn streams_need_the_users_key_or_the_admin_token() {
         .expect("the service stops promptly with streams open")
         .unwrap();
 }
+
+/// The log port's `follow`, on whichever log `settings` names: from a position taken with
+/// `end_offsets` it yields exactly what came after, live; from nowhere, everything; an unknown
+/// topic is said so.
+async fn follow_contract(settings: &auren::settings::Settings) {
+    use futures::StreamExt;
+    let backends = auren::root::Backends::new(settings.backends());
+    let log = backends.log().await.unwrap();
+    let topic = unique("follow");
+    let mut missing = log.follow(&topic, &[]);
+    match tokio::time::timeout(Duration::from_secs(30), missing.next()).await {
+        Ok(Some(Err(auren::log::LogError::UnknownTopic(t)))) => assert_eq!(t, topic),
+        other => panic!("an unknown topic is said so: {other:?}"),
+    }
+    log.create_topics(&[&topic], 3, 1).await.unwrap();
+    let rec = |i: usize| auren::log::Record {
+        key: format!("u_{}", i % 5),
+        event_id: format!("r{i}"),
+        value: format!("{i}").into_bytes(),
+    };
+    log.append(&topic, (0..6).map(rec).collect()).await.unwrap();
+    let position = log.end_offsets(&topic).await.unwrap();
+    let mut after = log.follow(&topic, &position);
+    let mut everything = log.follow(&topic, &[]);
+    log.append(&topic, (6..10).map(rec).collect())
+        .await
+        .unwrap();
+    async fn values(s: &mut auren::log::RecordStream, n: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let r = tokio::time::timeout(Duration::from_secs(30), s.next())
+                .await
+                .expect("records arrive")
+                .expect("the stream goes on")
+                .expect("no error");
+            out.push(String::from_utf8(r.value).unwrap().parse().unwrap());
+        }
+        out.sort();
+        out
+    }
+    assert_eq!(values(&mut after, 4).await, (6..10).collect::<Vec<_>>());
+    assert_eq!(
+        values(&mut everything, 10).await,
+        (0..10).collect::<Vec<_>>()
+    );
+    // Nothing more, and records appended later come live.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), after.next())
+            .await
+            .is_err(),
+        "nothing beyond what was appended"
+    );
+    log.append(&topic, vec![rec(10)]).await.unwrap();
+    assert_eq!(values(&mut after, 1).await, vec![10]);
+}
+
+#[tokio::test]
+async fn the_embedded_log_follows_from_a_position() {
+    let dir = tempfile::tempdir().unwrap();
+    follow_contract(&service_args(&Options::default(), dir.path()).await).await;
+}
+
+#[tokio::test]
+async fn kafka_follows_from_a_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options {
+        kafka: true,
+        ..Default::default()
+    };
+    follow_contract(&service_args(&o, dir.path()).await).await;
+}
+
+/// Child processes killed when the test ends, however it ends.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_kafka_every_ingest_process_streams_the_switches_of_a_separate_bridge() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options {
+        kafka: true,
+        postgres: true,
+        redis: true,
+        ..Default::default()
+    };
+    let args = service_args(&o, dir.path()).await;
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../config/biometric_thresholds.yaml");
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut children = Children(Vec::new());
+    // Two ingest-only processes and one bridge, sharing Kafka, PostgreSQL and Redis.
+    for (port, command) in [
+        (port_a, &["serve", "--no-bridge"][..]),
+        (port_b, &["serve", "--no-bridge"][..]),
+        (free_port(), &["bridge"][..]),
+    ] {
+        children
+            .0
+            .push(common::recovery::spawn_auren(&args, port, &config, command));
+    }
+    let client = reqwest::Client::new();
+    for port in [port_a, port_b] {
+        eventually(60, "an ingest process listening", || async {
+            let r = client
+                .get(format!("http://127.0.0.1:{port}/health"))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+    }
+    let user = unique("user");
+    let key: serde_json::Value = client
+        .post(format!("http://127.0.0.1:{port_a}/admin/users/{user}/keys"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["key"].as_str().unwrap().to_string();
+    let open = |port: u16, path: String, token: String| {
+        let client = client.clone();
+        async move {
+            let resp = client
+                .get(format!("http://127.0.0.1:{port}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            SseClient {
+                resp,
+                buf: String::new(),
+            }
+        }
+    };
+    let mut on_a = open(port_a, format!("/users/{user}/events"), key.clone()).await;
+    let mut on_b = open(port_b, "/admin/events".into(), ADMIN.into()).await;
+
+    // The crash is pushed to one ingest process; the bridge decides; both stream it.
+    let body = serde_json::json!({"user_id": user, "samples": night(10, true).iter()
+        .map(|(t, v, ts)| serde_json::json!({"type": t, "value": v, "timestamp": ts, "source": "Apple Watch"}))
+        .collect::<Vec<_>>()});
+    let r = client
+        .post(format!("http://127.0.0.1:{port_a}/webhooks/healthkit"))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let wait = Duration::from_secs(60);
+    let (mut switch, mut reflex_state) = (None, None);
+    while switch.is_none() || reflex_state.is_none() {
+        let ev = on_a.next(wait).await.expect("a switch and a state on A");
+        match ev.event.as_str() {
+            "mode_switch" => switch = Some(ev),
+            // The bridge's state, read from Redis by the ingest process.
+            "state" if ev.json()["mode"] == "REFLEX" => reflex_state = Some(ev),
+            _ => {}
+        }
+    }
+    let switch = switch.unwrap();
+    assert_eq!(switch.json()["to_mode"], "REFLEX");
+    assert_eq!(switch.json()["user_id"], user.as_str());
+    let on_b = on_b
+        .next_named("mode_switch", wait)
+        .await
+        .expect("the switch on B");
+    assert_eq!(on_b.id, switch.id);
+    drop(children);
+}

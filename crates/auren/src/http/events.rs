@@ -26,7 +26,7 @@ use super::problem::{ApiQuery, Problem};
 use super::server::CloseConnection;
 use super::users::{require_admin, require_user_or_admin};
 use super::{AppState, ClientAddr};
-use crate::live::{valid_switch_id, Hub, StateUpdate, Watching, STATE_INTERVAL};
+use crate::live::{valid_switch_id, Hub, Watching, STATE_INTERVAL};
 use crate::messages::{StateView, SwitchMessage};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
@@ -59,6 +59,30 @@ pub const FINAL_GRACE: Duration = Duration::from_secs(5);
 /// How long a new stream waits for the switch follower to know its position.
 const READY_WAIT: Duration = Duration::from_secs(5);
 
+/// One event of a live stream (the stream is a sequence of these, and keep-alive comments).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SseEventDoc {
+    pub event: SseEventName,
+    /// JSON: a switch message (`mode_switch`), a state view (`state`), or `{reason, detail}`
+    /// (`position_unknown`, `closed`).
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+    /// On `mode_switch` only: its switch id, the position to resume from.
+    #[schema(nullable = false)]
+    pub id: Option<String>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum SseEventName {
+    ModeSwitch,
+    State,
+    PositionUnknown,
+    Closed,
+}
+
 #[derive(Deserialize)]
 pub struct EventsQuery {
     last_event_id: Option<String>,
@@ -82,7 +106,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Closer {
     ),
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "An endless Server-Sent Events stream: `mode_switch` (data: a switch message, id: its switch id), `state` (data: the state view, at most once a second), `position_unknown`, `closed` (data: `{reason, detail}`), and keep-alive comments", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An endless Server-Sent Events stream: `mode_switch` (data: a switch message, id: its switch id), `state` (data: the state view, at most once a second), `position_unknown`, `closed` (data: `{reason, detail}`), and keep-alive comments", content_type = "text/event-stream", body = SseEventDoc),
         (status = 400, description = "Invalid user id or query", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Token missing or unknown", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "A key of another user", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
@@ -110,7 +134,7 @@ pub async fn user_events(
     ),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "An endless Server-Sent Events stream of every user's switches: `mode_switch` (data: a switch message, id: its switch id), `position_unknown`, `closed` (data: `{reason, detail}`), and keep-alive comments. No `state` events", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An endless Server-Sent Events stream of every user's switches: `mode_switch` (data: a switch message, id: its switch id), `position_unknown`, `closed` (data: `{reason, detail}`), and keep-alive comments. No `state` events", content_type = "text/event-stream", body = SseEventDoc),
         (status = 400, description = "Invalid query", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Token missing or unknown", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Not the admin token", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
@@ -154,9 +178,10 @@ async fn open(
     }
     // Subscribed before anything is read from the history: see `crate::live`.
     let switches = hub.subscribe_switches();
-    let states = pseudonym
-        .as_deref()
-        .map(|p| (hub.subscribe_states(), hub.watch(p)));
+    let watching = match pseudonym.as_deref() {
+        Some(p) => Some(hub.watch(p).await),
+        None => None,
+    };
     let (tx, rx) = mpsc::channel(state.inner.sse.client_buffer);
     let (final_tx, final_rx) = oneshot::channel();
     let client = Client {
@@ -169,9 +194,9 @@ async fn open(
         last_state: None,
         last_state_at: None,
         pending_state: None,
-        _gauge: Gauge::new(if states.is_some() { "user" } else { "admin" }),
+        _gauge: Gauge::new(if watching.is_some() { "user" } else { "admin" }),
     };
-    tokio::spawn(client.run(after, switches, states));
+    tokio::spawn(client.run(after, switches, watching));
     let keep_alive = KeepAlive::new()
         .interval(state.inner.sse.keepalive)
         .text("keep-alive");
@@ -319,16 +344,14 @@ struct Client {
     _gauge: Gauge,
 }
 
-type States = Option<(broadcast::Receiver<Arc<StateUpdate>>, Watching)>;
-
 impl Client {
     async fn run(
         mut self,
         after: Option<String>,
         switches: broadcast::Receiver<Arc<SwitchMessage>>,
-        states: States,
+        watching: Option<Watching>,
     ) {
-        let end = self.serve(after, switches, states).await;
+        let end = self.serve(after, switches, watching).await;
         if end == End::Gone {
             return;
         }
@@ -357,22 +380,20 @@ impl Client {
         &mut self,
         after: Option<String>,
         mut switches: broadcast::Receiver<Arc<SwitchMessage>>,
-        states: States,
+        mut watching: Option<Watching>,
     ) -> End {
         if let Some(after) = after {
             if let Err(end) = self.replay(after).await {
                 return end;
             }
         }
-        let (mut states, _watching) = match states {
-            Some((rx, w)) => (Some(rx), Some(w)),
-            None => (None, None),
-        };
-        if let Some(p) = &self.pseudonym {
-            if let Some(v) = self.hub.current_state(p).await {
-                if let Err(end) = self.offer_state(v).await {
-                    return end;
-                }
+        // The current state first, then its changes.
+        let current = watching
+            .as_mut()
+            .and_then(|w| w.state.borrow_and_update().clone());
+        if let Some(v) = current {
+            if let Err(end) = self.offer_state(v).await {
+                return end;
             }
         }
         let hub = self.hub.clone();
@@ -390,12 +411,9 @@ impl Client {
                     Err(broadcast::error::RecvError::Lagged(_)) => Err(End::Lagged),
                     Err(broadcast::error::RecvError::Closed) => Err(End::ShuttingDown),
                 },
-                s = recv_state(&mut states) => match s {
-                    Ok(s) if Some(&s.pseudonym) == self.pseudonym.as_ref() => self.offer_state(s.view.clone()).await,
-                    Ok(_) => Ok(()),
-                    // States are latest-wins: the next one makes up for those missed.
-                    Err(broadcast::error::RecvError::Lagged(_)) => Ok(()),
-                    Err(broadcast::error::RecvError::Closed) => Err(End::ShuttingDown),
+                v = state_change(&mut watching) => match v {
+                    Some(v) => self.offer_state(v).await,
+                    None => Ok(()),
                 },
                 _ = tokio::time::sleep_until(hold_until), if self.pending_state.is_some() => {
                     match self.pending_state.take() {
@@ -520,11 +538,14 @@ impl Client {
     }
 }
 
-async fn recv_state(
-    states: &mut Option<broadcast::Receiver<Arc<StateUpdate>>>,
-) -> Result<Arc<StateUpdate>, broadcast::error::RecvError> {
-    match states {
-        Some(rx) => rx.recv().await,
+/// The user's next state; never, on the admin stream.
+async fn state_change(watching: &mut Option<Watching>) -> Option<Arc<StateView>> {
+    match watching {
+        Some(w) => match w.state.changed().await {
+            Ok(()) => w.state.borrow_and_update().clone(),
+            // The hub keeps the sender while the guard lives.
+            Err(_) => std::future::pending().await,
+        },
         None => std::future::pending().await,
     }
 }

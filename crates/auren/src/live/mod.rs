@@ -13,7 +13,8 @@
 //!
 //! **State.** Users' state views come from the state cache (Redis or in-process), which every
 //! bridge writes after each batch, so this too works across processes. Only users with an open
-//! stream are read, each at most once a second; a view is sent on only when it changed.
+//! stream are read, each at most once a second; a view is passed on only when it changed, through
+//! a watch channel per user (latest wins), so a change wakes only that user's streams.
 //!
 //! The hub never waits for a client: a full broadcast channel overwrites its oldest entries and
 //! the client that had not read them learns it lagged (it is then dropped, see `http::events`).
@@ -43,17 +44,13 @@ const RECENT_IDS: usize = 4096;
 /// Cache reads in flight at once when the users' states are polled.
 const STATE_READS: usize = 32;
 
-/// A user's state view as it changed.
-#[derive(Debug)]
-pub struct StateUpdate {
-    pub pseudonym: String,
-    pub view: Arc<StateView>,
-}
+/// The latest state view of a user, as its streams see it.
+pub type StateWatch = watch::Receiver<Option<Arc<StateView>>>;
 
 struct Watched {
     streams: usize,
-    /// The last view sent on; a read that finds the same one sends nothing.
-    last: Option<Arc<StateView>>,
+    /// The last view read; a read that finds the same one changes nothing.
+    state: watch::Sender<Option<Arc<StateView>>>,
 }
 
 pub struct Hub {
@@ -62,7 +59,6 @@ pub struct Hub {
     cache: Arc<dyn StateCache>,
     topic: String,
     switches: broadcast::Sender<Arc<SwitchMessage>>,
-    states: broadcast::Sender<Arc<StateUpdate>>,
     watched: Mutex<HashMap<String, Watched>>,
     /// True once the follower knows the position it follows from: a stream opened before that
     /// could miss a switch published in between.
@@ -93,7 +89,6 @@ impl Hub {
             cache,
             topic: switches_topic.to_string(),
             switches: broadcast::channel(CHANNEL_CAPACITY).0,
-            states: broadcast::channel(CHANNEL_CAPACITY).0,
             watched: Mutex::new(HashMap::new()),
             ready: watch::channel(false).0,
             stop: CancellationToken::new(),
@@ -146,50 +141,39 @@ impl Hub {
         self.switches.subscribe()
     }
 
-    pub fn subscribe_states(&self) -> broadcast::Receiver<Arc<StateUpdate>> {
-        self.states.subscribe()
-    }
-
     pub fn store(&self) -> &dyn StateStore {
         self.store.as_ref()
     }
 
-    /// Marks `pseudonym` as watched (its state is polled) until the guard is dropped.
-    pub fn watch(self: &Arc<Self>, pseudonym: &str) -> Watching {
-        let mut w = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-        w.entry(pseudonym.to_string())
-            .or_insert(Watched {
+    /// Marks `pseudonym` as watched (its state is polled) until the guard is dropped; the
+    /// guard's receiver sees the user's state as it changes. A user nobody watched yet has
+    /// their state read at once, so a new stream can start with it.
+    pub async fn watch(self: &Arc<Self>, pseudonym: &str) -> Watching {
+        let (state, first) = {
+            let mut w = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = w.entry(pseudonym.to_string()).or_insert_with(|| Watched {
                 streams: 0,
-                last: None,
-            })
-            .streams += 1;
-        Watching {
+                state: watch::channel(None).0,
+            });
+            entry.streams += 1;
+            (entry.state.subscribe(), entry.streams == 1)
+        };
+        let watching = Watching {
             hub: self.clone(),
             pseudonym: pseudonym.to_string(),
-        }
-    }
-
-    /// The user's state as last seen, or read now from the cache when not seen yet.
-    pub async fn current_state(&self, pseudonym: &str) -> Option<Arc<StateView>> {
-        if let Some(v) = self.last_state(pseudonym) {
-            return Some(v);
-        }
-        let view = match self.cache.state(pseudonym).await {
-            Ok(v) => v?,
-            Err(e) => {
-                metrics::counter!("auren_cache_errors_total", "op" => "state_get").increment(1);
-                tracing::warn!(error = %e, "cache read for a live stream failed");
-                return None;
-            }
+            state,
         };
-        let mut w = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = w.get_mut(pseudonym)?;
-        Some(entry.last.get_or_insert_with(|| Arc::new(view)).clone())
-    }
-
-    fn last_state(&self, pseudonym: &str) -> Option<Arc<StateView>> {
-        let w = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-        w.get(pseudonym).and_then(|e| e.last.clone())
+        if first {
+            match self.cache.state(pseudonym).await {
+                Ok(Some(view)) => self.offer_state(pseudonym.to_string(), view),
+                Ok(None) => {}
+                Err(e) => {
+                    metrics::counter!("auren_cache_errors_total", "op" => "state_get").increment(1);
+                    tracing::warn!(error = %e, "cache read for a live stream failed");
+                }
+            }
+        }
+        watching
     }
 
     /// Takes the follower's starting position, then follows the topic from it; after an error,
@@ -307,19 +291,17 @@ impl Hub {
     }
 
     fn offer_state(&self, pseudonym: String, view: StateView) {
-        let view = {
-            let mut w = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(entry) = w.get_mut(&pseudonym) else {
-                return; // its last stream closed meanwhile
-            };
-            if entry.last.as_deref() == Some(&view) {
-                return;
-            }
-            let view = Arc::new(view);
-            entry.last = Some(view.clone());
-            view
-        };
-        let _ = self.states.send(Arc::new(StateUpdate { pseudonym, view }));
+        let w = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        // Gone when its last stream closed meanwhile.
+        if let Some(entry) = w.get(&pseudonym) {
+            entry.state.send_if_modified(|last| {
+                if last.as_deref() == Some(&view) {
+                    return false;
+                }
+                *last = Some(Arc::new(view));
+                true
+            });
+        }
     }
 }
 
@@ -327,6 +309,7 @@ impl Hub {
 pub struct Watching {
     hub: Arc<Hub>,
     pseudonym: String,
+    pub state: StateWatch,
 }
 
 impl Drop for Watching {
