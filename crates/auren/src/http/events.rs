@@ -312,10 +312,14 @@ impl End {
 }
 
 fn switch_event(m: &SwitchMessage) -> Event {
-    // Ids were checked by the hub (and the store only holds the bridge's), so `id` cannot panic.
-    Event::default()
-        .event("mode_switch")
-        .id(&m.switch_id)
+    let event = Event::default().event("mode_switch");
+    // `Event::id` panics on a line break: only an id checked here becomes one (the hub and the
+    // bridge only make such ids).
+    let event = match valid_switch_id(&m.switch_id) {
+        true => event.id(&m.switch_id),
+        false => event,
+    };
+    event
         .json_data(m)
         .unwrap_or_else(|_| Event::default().comment("unserialisable switch"))
 }
