@@ -312,7 +312,7 @@ async fn read_answer(stream: &mut tokio::net::TcpStream, got: &mut Vec<u8>) -> b
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_read_is_dropped_while_another_keeps_receiving() {
     let app = TestApp::spawn(Options {
-        settings: Some(|s| s.http.sse_client_buffer = 16),
+        settings: Some(|s| s.http.sse_client_buffer = 64),
         ..Default::default()
     })
     .await;
