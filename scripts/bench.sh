@@ -53,7 +53,7 @@ bench_one() { # kind: embedded|kafka|kafka-bridge|slow|sse
   local kind=$1 n slow_pid=
   if [ "$kind" = sse ]; then
     run_service embedded
-    python3 scripts/bench/sse_clients.py 127.0.0.1 $PORT "$SSE_CLIENTS" $(( 2 * DURATION + 15 )) \
+    python3 scripts/bench/sse_clients.py 127.0.0.1 $PORT "$SSE_CLIENTS" 3600 \
       bench-admin-token >"$out/sse-clients.txt" &
     slow_pid=$!
     sleep 5
