@@ -125,6 +125,13 @@ impl Service {
                 key_cache: http::key_cache(settings.ingest.key_cache_ttl()),
                 deliveries: backends.stores().await?.deliveries,
                 webhook_allow_private: settings.bridge.delivery.webhook_allow_private,
+                live: crate::live::Hub::new(
+                    backends.log().await?,
+                    backends.state_store().await?,
+                    backends.state_cache().await?,
+                    &settings.log.switches_topic,
+                ),
+                sse: http::events::SseSettings::of(&settings.http),
             }),
         };
         tracing::info!(backends = %backends.describe(), "backends ready");
@@ -145,6 +152,7 @@ impl Service {
         shutdown: Shutdown,
     ) -> anyhow::Result<()> {
         self.state.inner.config.watch(&shutdown);
+        self.state.inner.live.start(&shutdown);
         if let Some((bridge, deliveries)) = self.bridge {
             deliveries.spawn(&shutdown);
             shutdown.spawn("bridge", bridge.run(shutdown.clone()));

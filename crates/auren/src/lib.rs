@@ -18,6 +18,8 @@
 //! - [`http`]: the API: webhooks (verify, normalise, append, acknowledge), user state, admin.
 //! - [`bridge`]: consumes the log in per-user order, runs the pure engine, checkpoints state and
 //!   offsets in one transaction, publishes switches from an outbox.
+//! - [`live`]: what live event streams carry (every bridge's switches, from the switches
+//!   topic; users' state, from the cache), gathered once per process and fanned out.
 //! - [`reload`]: the thresholds file in force, and its hot reload.
 //! - [`shutdown`]: one signal every long-running piece stops on, and the drain after it.
 //! - [`app`]: `serve` and `bridge`, the long-running commands; [`cli`]: every command.
@@ -37,6 +39,7 @@ pub mod crypto;
 pub mod delivery;
 pub mod dlq;
 pub mod http;
+pub mod live;
 pub mod log;
 pub mod messages;
 pub mod reload;

@@ -68,6 +68,14 @@ pub struct HttpSettings {
     /// PEM private key of --tls-cert.
     #[arg(long = "tls-key", env = "AUREN_TLS_KEY")]
     pub tls_key_file: Option<PathBuf>,
+    /// Seconds between keep-alive comments on a live event stream, so that a quiet stream is
+    /// not taken for a dead one by a proxy or client.
+    #[arg(long, env = "AUREN_SSE_KEEPALIVE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sse_keepalive_seconds: u64,
+    /// Events buffered per live-stream client; a client that falls this far behind is dropped
+    /// (it reconnects with Last-Event-ID and misses nothing).
+    #[arg(long, env = "AUREN_SSE_CLIENT_BUFFER", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sse_client_buffer: u32,
 }
 
 impl HttpSettings {

@@ -121,6 +121,16 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "Connections the listener closed itself, by reason (timeouts, errors, failed TLS handshakes).",
     ),
     (
+        "auren_sse_clients",
+        Kind::Gauge,
+        "Open live event streams, by stream (user or admin).",
+    ),
+    (
+        "auren_sse_closed_total",
+        Kind::Counter,
+        "Live event streams the service ended, by reason (slow client, shutdown, replay limit).",
+    ),
+    (
         "auren_tls_reloads_total",
         Kind::Counter,
         "Reloads of the API listener's certificate and key files, by outcome.",

@@ -241,6 +241,61 @@ async fn state_store_contract(store: &dyn StateStore) {
     );
     assert_eq!(store.history(&a, 1).await.unwrap(), vec![second]);
     assert!(store.history(&b, 10).await.unwrap().is_empty());
+
+    // Switches after a position (a reconnecting event stream): in the order they were committed,
+    // whatever their event times, per user or everyone's; an id the history does not hold, or
+    // holds for another user, is told apart from "nothing new".
+    let c = unique("u");
+    let mut order = Vec::new();
+    for (i, who) in [&a, &c, &a, &c, &a].into_iter().enumerate() {
+        let to = if i % 2 == 0 {
+            Mode::Guardian
+        } else {
+            Mode::Hypothesis
+        };
+        let s = switch(who, &unique("sw"), to, 100 - i as i64);
+        store
+            .commit(&CommitBatch {
+                group: group.clone(),
+                topic: topic.clone(),
+                checkpoints: vec![checkpoint(who, 10 + i as i64, (1, i as i64))],
+                switches: vec![s.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        order.push(s);
+    }
+    let after = |p: Option<&str>, id: &str, limit: i64| {
+        let (p, id) = (p.map(str::to_string), id.to_string());
+        async move {
+            store
+                .switches_after(p.as_deref(), &id, limit)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        after(Some(&a), &ids[1], 10).await,
+        Some(vec![order[0].clone(), order[2].clone(), order[4].clone()])
+    );
+    assert_eq!(
+        after(Some(&a), &order[0].switch_id, 10).await,
+        Some(vec![order[2].clone(), order[4].clone()])
+    );
+    assert_eq!(
+        after(None, &order[0].switch_id, 10).await,
+        Some(order[1..].to_vec())
+    );
+    assert_eq!(
+        after(None, &order[0].switch_id, 2).await,
+        Some(order[1..3].to_vec())
+    );
+    assert_eq!(after(Some(&a), &order[4].switch_id, 10).await, Some(vec![]));
+    assert_eq!(after(None, &order[4].switch_id, 10).await, Some(vec![]));
+    assert_eq!(after(Some(&a), &order[1].switch_id, 10).await, None);
+    assert_eq!(after(Some(&a), "no-such-switch", 10).await, None);
+    assert_eq!(after(None, "no-such-switch", 10).await, None);
 }
 
 async fn dedup_contract(d: &dyn Dedup) {

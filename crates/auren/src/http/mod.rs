@@ -8,6 +8,7 @@
 pub mod access;
 pub mod admin_webhooks;
 pub mod auth_limit;
+pub mod events;
 pub mod health;
 pub mod keys;
 pub mod openapi;
@@ -58,6 +59,9 @@ pub struct Inner {
     pub key_cache: moka::sync::Cache<String, String>,
     pub deliveries: Arc<dyn crate::store::DeliveryStore>,
     pub webhook_allow_private: bool,
+    /// Switches and state changes for the live event streams.
+    pub live: Arc<crate::live::Hub>,
+    pub sse: events::SseSettings,
 }
 
 const KEY_CACHE_MAX: u64 = 100_000;
@@ -166,6 +170,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/users/{user_id}/state", get(users::user_state))
         .route("/users/{user_id}/modes", get(users::user_modes))
+        .route("/users/{user_id}/events", get(events::user_events))
+        .route("/admin/events", get(events::admin_events))
         .route("/admin/reload", post(users::reload))
         .route(
             "/admin/users/{user_id}/keys",

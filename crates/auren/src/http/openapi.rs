@@ -151,6 +151,8 @@ impl Modify for Security {
         super::webhooks::health_auto_export,
         super::users::user_state,
         super::users::user_modes,
+        super::events::user_events,
+        super::events::admin_events,
         super::users::reload,
         super::users::issue_key,
         super::keys::list_keys,

@@ -30,7 +30,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -51,6 +51,8 @@ struct Activity {
     head_started: AtomicU64,
     /// When the connection last became idle.
     idle_since: AtomicU64,
+    /// A handler asked for the connection to be closed ([`CloseConnection`]).
+    close: AtomicBool,
 }
 
 impl Activity {
@@ -61,6 +63,7 @@ impl Activity {
             head_started: AtomicU64::new(0),
             // Offset by one so that "idle since the start" is not the unset value.
             idle_since: AtomicU64::new(1),
+            close: AtomicBool::new(false),
         })
     }
 
@@ -83,6 +86,9 @@ impl Activity {
 
     /// Why the connection should be closed now, if it should.
     fn expired(&self, limits: &Limits) -> Option<&'static str> {
+        if self.close.load(Ordering::Acquire) {
+            return Some("closed_by_handler");
+        }
         if self.busy.load(Ordering::Acquire) > 0 {
             return None;
         }
@@ -93,6 +99,19 @@ impl Activity {
         }
         let idle = self.idle_since.load(Ordering::Relaxed);
         (now.saturating_sub(idle) > limits.idle).then_some("idle_timeout")
+    }
+}
+
+/// Lets the handler of a long streaming response (a live event stream) close its connection.
+/// Ending the body is not enough when the client stopped reading: hyper, blocked writing to it,
+/// no longer polls the body, so the connection would stay open for as long as the client likes.
+/// The watchdog closes it at its next tick. In the request's extensions when served here.
+#[derive(Clone)]
+pub struct CloseConnection(Arc<Activity>);
+
+impl CloseConnection {
+    pub fn close(&self) {
+        self.0.close.store(true, Ordering::Release);
     }
 }
 
@@ -324,6 +343,8 @@ async fn serve_connection<S>(
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let guard = tracker.request_started();
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut()
+            .insert(CloseConnection(tracker.clone()));
         let router = router.clone();
         async move {
             let resp = router.oneshot(req).await?;

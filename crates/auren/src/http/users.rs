@@ -55,7 +55,7 @@ pub(crate) async fn require_admin(
 }
 
 /// The admin token, or the key of `user_id` itself.
-async fn require_user_or_admin(
+pub(crate) async fn require_user_or_admin(
     state: &AppState,
     ip: Option<IpAddr>,
     h: &HeaderMap,

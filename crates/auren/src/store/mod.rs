@@ -193,6 +193,15 @@ pub trait StateStore: Send + Sync + 'static {
     async fn mark_published(&self, switch_ids: &[String]) -> Result<(), StoreError>;
     /// A user's switches, newest first.
     async fn history(&self, pseudonym: &str, limit: i64) -> Result<Vec<SwitchMessage>, StoreError>;
+    /// Up to `limit` switches recorded after `after_switch_id`, oldest first (history order,
+    /// `mode_history.seq`): one user's (by pseudonym) or everyone's. `None` when that switch is
+    /// not in the history (of that user), so a caller can tell "nothing new" from "unknown".
+    async fn switches_after(
+        &self,
+        pseudonym: Option<&str>,
+        after_switch_id: &str,
+        limit: i64,
+    ) -> Result<Option<Vec<SwitchMessage>>, StoreError>;
     async fn check(&self) -> Result<(), StoreError>;
     fn backend(&self) -> &'static str;
 }

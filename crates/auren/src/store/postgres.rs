@@ -363,6 +363,54 @@ impl StateStore for PgStore {
             .collect()
     }
 
+    async fn switches_after(
+        &self,
+        pseudonym: Option<&str>,
+        after_switch_id: &str,
+        limit: i64,
+    ) -> Result<Option<Vec<SwitchMessage>>, StoreError> {
+        let thread = pseudonym.map(crate::messages::thread_id);
+        let seq: Option<i64> = match &thread {
+            Some(t) => {
+                sqlx::query_scalar(sql::SWITCH_SEQ_OF_THREAD)
+                    .bind(after_switch_id)
+                    .bind(t)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_scalar(sql::SWITCH_SEQ)
+                    .bind(after_switch_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+        };
+        let Some(seq) = seq else {
+            return Ok(None);
+        };
+        let rows = match &thread {
+            Some(t) => {
+                sqlx::query(sql::THREAD_SWITCHES_AFTER)
+                    .bind(t)
+                    .bind(seq)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(sql::SWITCHES_AFTER)
+                    .bind(seq)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| Ok(r.try_get::<Json<SwitchMessage>, _>(0)?.0))
+            .collect::<Result<Vec<_>, StoreError>>()
+            .map(Some)
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         KeyStore::check(self).await
     }

@@ -143,3 +143,17 @@ pub const INSERT_ATTEMPT: &str = "INSERT INTO webhook_attempts
 pub const SELECT_ATTEMPTS: &str =
     "SELECT message_id, attempt, attempted_at, status, outcome, error,
             duration_ms FROM webhook_attempts WHERE endpoint_id = $1 ORDER BY id DESC LIMIT $2";
+/// The position (`seq`) of switch `$1` in the history of thread `$2`.
+pub const SWITCH_SEQ_OF_THREAD: &str =
+    "SELECT seq FROM mode_history WHERE switch_id = $1 AND thread_id = $2";
+
+/// The position (`seq`) of switch `$1` in the whole history.
+pub const SWITCH_SEQ: &str = "SELECT seq FROM mode_history WHERE switch_id = $1";
+
+/// Thread `$1`'s switches after position `$2`, in history order.
+pub const THREAD_SWITCHES_AFTER: &str = "SELECT message FROM mode_history
+     WHERE thread_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
+/// Every user's switches after position `$1`, in history order.
+pub const SWITCHES_AFTER: &str =
+    "SELECT message FROM mode_history WHERE seq > $1 ORDER BY seq LIMIT $2";

@@ -433,6 +433,44 @@ impl StateStore for SqliteStore {
         .await
     }
 
+    async fn switches_after(
+        &self,
+        pseudonym: Option<&str>,
+        after_switch_id: &str,
+        limit: i64,
+    ) -> Result<Option<Vec<SwitchMessage>>, StoreError> {
+        let thread = pseudonym.map(crate::messages::thread_id);
+        let after = after_switch_id.to_string();
+        self.with(move |c| {
+            let seq: Option<i64> = match &thread {
+                Some(t) => c
+                    .query_row(sql::SWITCH_SEQ_OF_THREAD, params![after, t], |r| r.get(0))
+                    .optional()?,
+                None => c
+                    .query_row(sql::SWITCH_SEQ, [&after], |r| r.get(0))
+                    .optional()?,
+            };
+            let Some(seq) = seq else {
+                return Ok(None);
+            };
+            let rows = match &thread {
+                Some(t) => c
+                    .prepare_cached(sql::THREAD_SWITCHES_AFTER)?
+                    .query_map(params![t, seq, limit], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => c
+                    .prepare_cached(sql::SWITCHES_AFTER)?
+                    .query_map(params![seq, limit], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            rows.into_iter()
+                .map(json_col)
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some)
+        })
+        .await
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         KeyStore::check(self).await
     }

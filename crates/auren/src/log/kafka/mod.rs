@@ -266,6 +266,10 @@ impl EventLog for KafkaLog {
         })
     }
 
+    fn follow(&self, topic: &str, from: &[(i32, i64)]) -> RecordStream {
+        follow(self.base.clone(), topic.to_string(), from.to_vec())
+    }
+
     async fn end_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, LogError> {
         let (base, topic) = (self.base.clone(), topic.to_string());
         tokio::task::spawn_blocking(move || {
@@ -459,4 +463,71 @@ fn read(
         }
     }
     Ok(())
+}
+
+/// See [`EventLog::follow`]: a consumer that is assigned every partition at the given offsets
+/// and never joins or commits to a group (its group id is its own and unused), so it leaves the
+/// bridge's group and offsets alone. Dropping the stream drops the consumer.
+fn follow(base: ClientConfig, topic: String, from: Vec<(i32, i64)>) -> RecordStream {
+    use futures::StreamExt;
+    use rdkafka::consumer::StreamConsumer;
+    let setup = async move {
+        let (b, t) = (base.clone(), topic.clone());
+        let parts = tokio::task::spawn_blocking(move || {
+            let meta: BaseConsumer = b.create()?;
+            partitions(&meta, &t)
+        })
+        .await
+        .map_err(|e| LogError::Unavailable(format!("Kafka metadata: {e}")))??;
+        let consumer: StreamConsumer = base
+            .clone()
+            .set(
+                "group.id",
+                format!("auren-follow-{}", uuid::Uuid::now_v7().simple()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // As for the bridge's consumer: short fetch waits keep Tansu from holding produce
+            // requests behind a long poll.
+            .set("fetch.wait.max.ms", "10")
+            .set("log_level", "4")
+            .create()?;
+        let start: std::collections::HashMap<i32, i64> = from.into_iter().collect();
+        let mut tpl = TopicPartitionList::new();
+        for p in parts {
+            let offset = match start.get(&p) {
+                Some(o) => rdkafka::Offset::Offset(*o),
+                None => rdkafka::Offset::Beginning,
+            };
+            tpl.add_partition_offset(&topic, p, offset)?;
+        }
+        consumer.assign(&tpl)?;
+        Ok::<_, LogError>(consumer)
+    };
+    futures::stream::once(setup)
+        .flat_map(|consumer| match consumer {
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            Ok(consumer) => futures::stream::unfold(Some(consumer), |consumer| async move {
+                let consumer = consumer?;
+                let item = match consumer.recv().await {
+                    Ok(m) => Ok(LoggedRecord {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m
+                            .key()
+                            .map(|k| String::from_utf8_lossy(k).into_owned())
+                            .unwrap_or_default(),
+                        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+                        value: m.payload().unwrap_or_default().to_vec(),
+                    }),
+                    Err(e) => Err(LogError::from(e)),
+                };
+                // The stream ends after an error; its reader resumes from its own positions.
+                let next = item.is_ok().then_some(consumer);
+                Some((item, next))
+            })
+            .boxed(),
+        })
+        .boxed()
 }
