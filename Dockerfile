@@ -6,10 +6,10 @@
 #   docker run --rm -p 8000:8000 -p 9000:9000 -e AUREN_DEV_MODE=1 auren:local          # serve
 #   docker run --rm auren:local bridge                                                # any command
 #
-# The build stage compiles librdkafka from source (rdkafka's default features: its own
-# ./configure and make, zlib from the system; no TLS, SASL, zstd or curl) and links it
-# statically, and SQLite is bundled by rusqlite, so the runtime needs only libc, libgcc and zlib
-# (all in debian:bookworm-slim). Cache mounts keep the cargo registry and target directory
+# The build stage compiles librdkafka from source (its own ./configure and make, with zlib and
+# OpenSSL from the system for TLS and SASL SCRAM; no zstd or curl) and links it statically, and
+# SQLite is bundled by rusqlite, so the runtime needs only libc, libgcc, zlib and libssl3 (all in
+# debian:bookworm-slim). Every other TLS client and the HTTPS listener use rustls. Cache mounts keep the cargo registry and target directory
 # between builds (BuildKit, the default builder of current Docker).
 
 ARG RUST_VERSION=1
@@ -17,9 +17,12 @@ ARG RUST_VERSION=1
 FROM rust:${RUST_VERSION}-bookworm AS build
 # rust:bookworm already has most of these; listed so the build does not depend on that.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential pkg-config zlib1g-dev \
+ && apt-get install -y --no-install-recommends build-essential pkg-config zlib1g-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# .git stays out of the build context: pass the revision for auren_build_info and --version,
+# e.g. --build-arg AUREN_GIT_REVISION=$(git rev-parse --short=12 HEAD). Unset, it is `unknown`.
+ARG AUREN_GIT_REVISION
 COPY Cargo.toml Cargo.lock ./
 COPY crates crates
 # include_str! reads the thresholds file from here at compile time (tests of auren-core).
@@ -31,7 +34,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 auren \
  && useradd --system --uid 10001 --gid auren --home-dir /var/lib/auren --shell /usr/sbin/nologin auren \

@@ -6,7 +6,9 @@
 # bridges run elsewhere: AUREN_NO_BRIDGE=1), kafka-bridge (ingest and bridge in one process).
 # slow: the embedded case again while SLOW_CLIENTS hostile connections (headers sent, body dribbled
 # or withheld; scripts/bench/slow_clients.py) are held open the whole time.
-# Usage: scripts/bench.sh [embedded|kafka|kafka-bridge|slow|all]   (results in bench-out/)
+# sse: the embedded case again while SSE_CLIENTS idle live event streams (scripts/bench/sse_clients.py,
+# one user each, so their state is polled every second) are held open the whole time.
+# Usage: scripts/bench.sh [embedded|kafka|kafka-bridge|slow|sse|all]   (results in bench-out/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -14,7 +16,7 @@ which_log=${1:-all}
 # Paced: each of PACED_CONNECTIONS waits PACED_DELAY_MS after every answer; 23 x (10 ms + ~1.5 ms
 # service time) offers about 2,000 requests/s. The achieved rate is reported, not assumed.
 : "${DURATION:=15}" "${CONNECTIONS:=64}" "${PACED_CONNECTIONS:=23}" "${PACED_DELAY_MS:=10}"
-: "${SLOW_CLIENTS:=200}"
+: "${SLOW_CLIENTS:=200}" "${SSE_CLIENTS:=1000}"
 command -v wrk >/dev/null || apt_install wrk
 # AUREN_BIN=path measures that binary instead (an A/B against another build).
 if [ -z "${AUREN_BIN:-}" ]; then
@@ -30,7 +32,8 @@ run_service() { # log-kind
   local dir; dir=$(mktemp -d "${TMPDIR:-/tmp}/auren-bench-XXXXXX")
   local env=(AUREN_HTTP_ADDR=127.0.0.1:$PORT AUREN_METRICS_ADDR=127.0.0.1:18081 AUREN_DATA_DIR="$dir"
     OURA_CLIENT_SECRET=x OURA_VERIFICATION_TOKEN=x WHOOP_CLIENT_SECRET=$SECRET
-    AUREN_PSEUDONYM_KEY=bench-pseudonym-key-0123456789 MAX_CONCURRENT_EVENTS=256 RUST_LOG=warn)
+    AUREN_PSEUDONYM_KEY=bench-pseudonym-key-0123456789 MAX_CONCURRENT_EVENTS=256 RUST_LOG=warn
+    AUREN_ADMIN_TOKEN=bench-admin-token)
   if [ "$1" = kafka ]; then
     env+=(AUREN_NO_BRIDGE=1)
   fi
@@ -46,9 +49,15 @@ run_service() { # log-kind
   SERVICE_DIR=$dir
 }
 
-bench_one() { # kind: embedded|kafka|kafka-bridge|slow
+bench_one() { # kind: embedded|kafka|kafka-bridge|slow|sse
   local kind=$1 n slow_pid=
-  if [ "$kind" = slow ]; then
+  if [ "$kind" = sse ]; then
+    run_service embedded
+    python3 scripts/bench/sse_clients.py 127.0.0.1 $PORT "$SSE_CLIENTS" 3600 \
+      bench-admin-token >"$out/sse-clients.txt" &
+    slow_pid=$!
+    sleep 5
+  elif [ "$kind" = slow ]; then
     run_service embedded
     python3 scripts/bench/slow_clients.py 127.0.0.1 $PORT "$SLOW_CLIENTS" $(( 2 * DURATION + 15 )) \
       >"$out/slow-clients.txt" &
@@ -69,7 +78,7 @@ bench_one() { # kind: embedded|kafka|kafka-bridge|slow
   echo "== $kind: paced, $PACED_CONNECTIONS connections, ${delay} ms pause after each answer, ${DURATION}s" | tee "$out/$kind-paced.txt"
   wrk -t1 -c"$PACED_CONNECTIONS" -d"${DURATION}s" --latency -s scripts/bench/wrk-whoop-paced.lua \
     "http://127.0.0.1:$PORT" -- "$out/requests.tsv" 1 "$delay" | tee -a "$out/$kind-paced.txt"
-  curl -s http://127.0.0.1:18081/metrics | grep -E '^auren_(webhook_events_total|http_connections)' >"$out/$kind-metrics.txt" || true
+  curl -s http://127.0.0.1:18081/metrics | grep -E '^auren_(webhook_events_total|http_connections|sse_)' >"$out/$kind-metrics.txt" || true
   if [ -n "$slow_pid" ]; then kill "$slow_pid" 2>/dev/null; wait "$slow_pid" 2>/dev/null || true; fi
   kill "$SERVICE_PID"; wait "$SERVICE_PID" || true
   rm -rf "$SERVICE_DIR"
@@ -77,9 +86,9 @@ bench_one() { # kind: embedded|kafka|kafka-bridge|slow
 }
 
 case $which_log in
-  embedded | kafka | kafka-bridge | slow) bench_one "$which_log" ;;
-  all) bench_one embedded; bench_one slow; bench_one kafka; bench_one kafka-bridge ;;
-  *) echo "usage: $0 [embedded|kafka|kafka-bridge|slow|all]" >&2; exit 2 ;;
+  embedded | kafka | kafka-bridge | slow | sse) bench_one "$which_log" ;;
+  all) bench_one embedded; bench_one slow; bench_one sse; bench_one kafka; bench_one kafka-bridge ;;
+  *) echo "usage: $0 [embedded|kafka|kafka-bridge|slow|sse|all]" >&2; exit 2 ;;
 esac
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(uname -sr)"
 for f in "$out"/*-throughput.txt "$out"/*-paced.txt; do

@@ -90,3 +90,87 @@ start_tansu() {
   cd - >/dev/null
   wait_port 127.0.0.1 "$port" 30 || { log "Tansu did not start; see $dir/tansu.log"; return 1; }
 }
+
+# ensure_test_tls: a test CA, a second (wrong) CA, two server certificates for
+# 127.0.0.1/localhost and a client certificate, all signed by the first, made once with the
+# openssl CLI into $AUREN_CACHE/tls (remade when one has less than a day left). Prints the
+# directory.
+ensure_test_tls() {
+  local dir="$AUREN_CACHE/tls" name
+  mkdir -p "$dir"
+  if [ -s "$dir/client.pem" ] && openssl x509 -checkend 86400 -noout -in "$dir/server.pem" >/dev/null 2>&1; then
+    echo "$dir"; return 0
+  fi
+  command -v openssl >/dev/null || { log "installing openssl"; apt_install openssl; }
+  log "making test certificates in $dir"
+  for name in ca other-ca; do
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 \
+      -subj "/CN=AUREN test $name" -keyout "$dir/$name.key" -out "$dir/$name.pem" 2>/dev/null
+  done
+  for name in server server2 client; do
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -subj "/CN=AUREN test $name" -keyout "$dir/$name.key" -out "$dir/$name.csr" 2>/dev/null
+    if [ "$name" = client ]; then
+      printf 'extendedKeyUsage=clientAuth\n' >"$dir/$name.ext"
+    else
+      printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$dir/$name.ext"
+    fi
+    openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+      -days 825 -extfile "$dir/$name.ext" -out "$dir/$name.pem" 2>/dev/null
+    rm -f "$dir/$name.csr" "$dir/$name.ext"
+  done
+  chmod 600 "$dir"/*.key
+  echo "$dir"
+}
+
+# ensure_postgres_tls DIR: the local PostgreSQL serves TLS with DIR's server certificate (plain
+# connections keep working: pg_hba's `host` lines match both). A reload, no restart.
+ensure_postgres_tls() {
+  local dir=$1 pg=(psql -h 127.0.0.1 -U postgres -qAtX) data
+  if "${pg[@]}" "dbname=postgres sslmode=verify-full sslrootcert=$dir/ca.pem" -c 'select 1' >/dev/null 2>&1; then
+    return 0
+  fi
+  data=$("${pg[@]}" -d postgres -c 'show data_directory')
+  log "PostgreSQL: ssl = on with the test certificate"
+  install -o postgres -g postgres -m 644 "$dir/server.pem" "$data/auren-test-server.pem"
+  install -o postgres -g postgres -m 600 "$dir/server.key" "$data/auren-test-server.key"
+  "${pg[@]}" -d postgres -c "ALTER SYSTEM SET ssl_cert_file = '$data/auren-test-server.pem'" \
+    -c "ALTER SYSTEM SET ssl_key_file = '$data/auren-test-server.key'" \
+    -c "ALTER SYSTEM SET ssl = on" -c "SELECT pg_reload_conf()" >/dev/null
+  for _ in $(seq 1 50); do
+    "${pg[@]}" "dbname=postgres sslmode=verify-full sslrootcert=$dir/ca.pem" -c 'select 1' >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  log "PostgreSQL does not serve the test certificate"; return 1
+}
+
+# ensure_redis_tls DIR PORT: a second Redis that speaks only TLS on 127.0.0.1:PORT, with DIR's
+# server certificate (reused when one already answers). Fails when redis-server was built
+# without TLS.
+ensure_redis_tls() {
+  local dir=$1 port=$2 cli
+  cli=(redis-cli -h 127.0.0.1 -p "$port" --tls --cacert "$dir/ca.pem")
+  [ "$("${cli[@]}" ping 2>/dev/null)" = PONG ] && return 0
+  # One we started earlier with certificates since remade: replace it.
+  if [ -s "/var/run/redis-tls-$port.pid" ]; then
+    kill "$(cat "/var/run/redis-tls-$port.pid")" 2>/dev/null && sleep 0.5
+  fi
+  log "starting Redis with TLS on 127.0.0.1:$port"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 0 --tls-port "$port" \
+    --tls-cert-file "$dir/server.pem" --tls-key-file "$dir/server.key" \
+    --tls-ca-cert-file "$dir/ca.pem" --tls-auth-clients no --save "" --appendonly no \
+    --dir /var/lib/redis --logfile "/var/log/redis/ci-tls-$port.log" \
+    --pidfile "/var/run/redis-tls-$port.pid" ||
+    { log "redis-server cannot serve TLS (built without it?)"; return 1; }
+  for _ in $(seq 1 50); do [ "$("${cli[@]}" ping 2>/dev/null)" = PONG ] && return 0; sleep 0.2; done
+  log "Redis with TLS did not start; see /var/log/redis/ci-tls-$port.log"; return 1
+}
+
+# ensure_build_deps: what compiling the workspace needs from the system beyond a C toolchain:
+# OpenSSL headers and pkg-config for librdkafka's TLS and SASL SCRAM (rdkafka's `ssl` feature).
+ensure_build_deps() {
+  if command -v pkg-config >/dev/null && pkg-config --exists openssl; then return 0; fi
+  log "installing libssl-dev and pkg-config (librdkafka's TLS)"
+  apt_install libssl-dev pkg-config
+}

@@ -9,8 +9,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 source scripts/pyenv.sh
+ensure_build_deps
 ensure_postgres
 ensure_redis
+# TLS: PostgreSQL serves the test certificate, a second Redis speaks only TLS, and the tests
+# (listener, Kafka client) use the same CA and certificates.
+AUREN_TEST_TLS_DIR=$(ensure_test_tls)
+export AUREN_TEST_TLS_DIR
+ensure_postgres_tls "$AUREN_TEST_TLS_DIR"
+: "${AUREN_TEST_REDIS_TLS_PORT:=16380}"
+ensure_redis_tls "$AUREN_TEST_TLS_DIR" "$AUREN_TEST_REDIS_TLS_PORT"
+export AUREN_TEST_REDIS_TLS=rediss://127.0.0.1:$AUREN_TEST_REDIS_TLS_PORT/0
 # A fresh broker for every run, on its own port: results never depend on a broker's history.
 : "${AUREN_TEST_KAFKA_PORT:=19093}"
 start_tansu "$(ensure_tansu_built debug)" "$AUREN_TEST_KAFKA_PORT"
@@ -24,6 +33,10 @@ export AUREN_TEST_REDIS=redis://127.0.0.1:6379/0
 # schemathesis and standardwebhooks: independent checks of our OpenAPI contract and signatures.
 AUREN_TEST_CONTRACT_VENV=$(ensure_venv contract)
 export AUREN_TEST_CONTRACT_VENV
+# promtool, when it can be had, also checks the live /metrics text (tests/metrics.rs).
+source scripts/promtool.sh
+AUREN_TEST_PROMTOOL=$(find_promtool) || AUREN_TEST_PROMTOOL=
+export AUREN_TEST_PROMTOOL
 cargo test --workspace --all-targets "$@"
 # The declared minimum Rust version is true for every locked dependency.
 python3 scripts/check-msrv.py

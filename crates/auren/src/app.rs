@@ -28,6 +28,8 @@ pub struct Service {
     bridge: Option<(Bridge, Deliveries)>,
     backends: Arc<Backends>,
     http: crate::settings::HttpSettings,
+    /// The API listener's certificate, when it serves HTTPS.
+    tls: Option<Arc<crate::tls::ReloadingCert>>,
 }
 
 /// The bridge over the root's backends, once its stored offsets are known to belong to the log.
@@ -78,6 +80,13 @@ impl Service {
         with_bridge: bool,
     ) -> anyhow::Result<Self> {
         let secrets = settings.secrets.resolve(&settings.data.data_dir)?;
+        let tls = match settings.http.tls_files()? {
+            Some((cert, key)) => Some(
+                crate::tls::ReloadingCert::load(cert, key)
+                    .context("loading the API listener's TLS certificate")?,
+            ),
+            None => None,
+        };
         let pseudonyms = Pseudonymizer::new(secrets.pseudonym_key.as_bytes())?;
         let config = ConfigHandle::load(settings.bridge.thresholds.biometric_config.clone())?;
         let log = writable_log(&backends).await?;
@@ -133,10 +142,17 @@ impl Service {
                 body_read_timeout: settings.http.body_read_timeout(),
                 ingest_limits: settings.ingest.limits(),
                 auth: http::auth_limit::AuthLimiter::new(settings.http.auth_failures_per_minute),
-                key_cache: http::key_cache(),
+                key_cache: http::key_cache(settings.ingest.key_cache_ttl()),
                 deliveries: backends.stores().await?.deliveries,
                 webhook_allow_private: settings.bridge.delivery.webhook_allow_private,
                 connections,
+                live: crate::live::Hub::new(
+                    backends.log().await?,
+                    backends.state_store().await?,
+                    backends.state_cache().await?,
+                    &settings.log.switches_topic,
+                ),
+                sse: http::events::SseSettings::of(&settings.http),
             }),
         };
         tracing::info!(backends = %backends.describe(), "backends ready");
@@ -146,6 +162,7 @@ impl Service {
             bridge,
             backends,
             http: settings.http.clone(),
+            tls,
         })
     }
 
@@ -157,6 +174,7 @@ impl Service {
         shutdown: Shutdown,
     ) -> anyhow::Result<()> {
         self.state.inner.config.watch(&shutdown);
+        self.state.inner.live.start(&shutdown);
         if let Some((bridge, deliveries)) = self.bridge {
             deliveries.spawn(&shutdown);
             shutdown.spawn("bridge", bridge.run(shutdown.clone()));
@@ -165,11 +183,13 @@ impl Service {
             shutdown.spawn("vendor-fetch", fetcher.run(shutdown.clone()));
         }
         shutdown.spawn("metrics", serve_metrics(metrics, shutdown.clone()));
-        tracing::info!(addr = %api.local_addr()?, "listening for webhooks");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        tracing::info!(addr = %api.local_addr()?, scheme, "listening for webhooks");
         let served = http::server::serve(
             api,
             http::router(self.state.clone()),
             &self.http,
+            self.tls,
             shutdown.clone(),
         )
         .await;
@@ -217,7 +237,7 @@ pub async fn serve_metrics(listener: TcpListener, shutdown: Shutdown) -> anyhow:
         "/metrics",
         get(move || {
             let h = handle.clone();
-            async move { h.render() }
+            async move { crate::telemetry::render_metrics(&h) }
         }),
     );
     axum::serve(listener, app)

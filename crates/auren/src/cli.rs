@@ -5,7 +5,7 @@ use crate::log::{LoggedRecord, StartAt};
 use crate::root::Backends;
 use crate::settings::{
     self, BackendSettings, BridgeSettings, DataSettings, LogSettings, MetricsSettings, Settings,
-    StoreSettings, TelemetrySettings,
+    StoreSettings, TelemetrySettings, TracesSettings,
 };
 use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -18,7 +18,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "auren",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("AUREN_GIT_REVISION"), ")"),
     about = "AUREN Bridge: wearable webhooks to cognitive context for AI agents"
 )]
 struct Cli {
@@ -109,6 +109,8 @@ struct BridgeArgs {
     metrics: MetricsSettings,
     #[command(flatten)]
     telemetry: TelemetrySettings,
+    #[command(flatten)]
+    traces: TracesSettings,
 }
 
 #[derive(clap::Args, Serialize, Deserialize)]
@@ -165,6 +167,36 @@ struct TopicsCreateArgs {
 enum KeysCommand {
     /// Issue a key for a user. The key is printed once, alone on the last line of stdout.
     Create(KeysCreateArgs),
+    /// List a user's keys: id (not the key), created, revoked; tab-separated, oldest first.
+    List(KeysListArgs),
+    /// Revoke a key by its id (as `keys list` shows it). Running instances refuse it within
+    /// AUREN_KEY_CACHE_TTL_SECONDS.
+    Revoke(KeysRevokeArgs),
+}
+
+#[derive(clap::Args, Serialize, Deserialize)]
+struct KeysListArgs {
+    /// The user whose keys to list.
+    #[arg(long)]
+    user: String,
+    #[command(flatten)]
+    data: DataSettings,
+    #[command(flatten)]
+    store: StoreSettings,
+    #[command(flatten)]
+    telemetry: TelemetrySettings,
+}
+
+#[derive(clap::Args, Serialize, Deserialize)]
+struct KeysRevokeArgs {
+    /// The key's id: the first 16 hex characters of its hash, as `keys list` shows it.
+    key_id: String,
+    #[command(flatten)]
+    data: DataSettings,
+    #[command(flatten)]
+    store: StoreSettings,
+    #[command(flatten)]
+    telemetry: TelemetrySettings,
 }
 
 #[derive(clap::Args, Serialize, Deserialize)]
@@ -237,6 +269,44 @@ struct ConfigShowArgs {
     settings: Settings,
 }
 
+/// Flags of a shared settings group that a command takes but has no use for: accepted (and
+/// read from the environment) like the others, so a shared environment stays valid, but not
+/// listed in its `--help`.
+const UNLISTED: [(&str, &str, &[&str]); 3] = [
+    ("log", "read", &LOG_UNUSED_BY_READERS),
+    ("log", "adopt", &LOG_UNUSED_BY_READERS),
+    (
+        "topics",
+        "create",
+        &[
+            "log_timeout_ms",
+            "kafka_session_timeout_ms",
+            "embedded_partitions",
+        ],
+    ),
+];
+const LOG_UNUSED_BY_READERS: [&str; 5] = [
+    "switches_topic",
+    "dlq_topic",
+    "embedded_partitions",
+    "log_timeout_ms",
+    "kafka_session_timeout_ms",
+];
+
+/// The command line `auren` parses: the derived commands, with each command's `--help` listing
+/// only the flags that concern it.
+pub fn command() -> clap::Command {
+    UNLISTED
+        .iter()
+        .fold(Cli::command(), |cmd, &(group, name, ids)| {
+            cmd.mut_subcommand(group, |g| {
+                g.mut_subcommand(name, |c| {
+                    ids.iter().fold(c, |c, id| c.mut_arg(*id, |a| a.hide(true)))
+                })
+            })
+        })
+}
+
 /// The matches of the innermost subcommand, where a command's own flags are.
 fn leaf(m: &ArgMatches) -> &ArgMatches {
     match m.subcommand() {
@@ -246,7 +316,9 @@ fn leaf(m: &ArgMatches) -> &ArgMatches {
 }
 
 pub fn main() -> ExitCode {
-    match run_cli() {
+    let result = run_cli();
+    crate::telemetry::shutdown_tracing();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -256,7 +328,9 @@ pub fn main() -> ExitCode {
 }
 
 fn run_cli() -> anyhow::Result<()> {
-    let matches = Cli::command().get_matches();
+    let matches = command()
+        .try_get_matches()
+        .unwrap_or_else(|e| settings::name_the_variable(e, command()).exit());
     let cli = Cli::from_arg_matches(&matches)?;
     let file = cli.config.as_deref().map(settings::read_file).transpose()?;
     let (file, m) = (file.as_ref(), leaf(&matches));
@@ -264,12 +338,12 @@ fn run_cli() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(_) => {
             let a: ServeArgs = settings::resolve(m, file)?;
-            crate::telemetry::init_tracing(&a.settings.telemetry);
+            crate::telemetry::init_tracing_with_traces(&a.settings.telemetry, &a.settings.traces);
             rt.block_on(crate::app::serve(a.settings, a.no_bridge))
         }
         Command::Bridge(_) => {
             let a: BridgeArgs = settings::resolve(m, file)?;
-            crate::telemetry::init_tracing(&a.telemetry);
+            crate::telemetry::init_tracing_with_traces(&a.telemetry, &a.traces);
             let backends = Backends::new(a.backends);
             rt.block_on(crate::app::run_bridge(
                 backends,
@@ -303,7 +377,64 @@ fn run_cli() -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        Command::Keys { .. } => {
+        Command::Keys {
+            command: KeysCommand::List(_),
+        } => {
+            let a: KeysListArgs = settings::resolve(m, file)?;
+            crate::telemetry::init_tracing(&a.telemetry);
+            auren_core::model::validate_user_id(&a.user).context("--user")?;
+            let backends = backends_of(a.data, None, Some(a.store));
+            rt.block_on(async {
+                let keys = backends.keys().await?.list(&a.user).await?;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "key_id\tcreated_at\trevoked_at")?;
+                for k in keys {
+                    let revoked = k.revoked_at.map_or("-".to_string(), |t| t.to_rfc3339());
+                    writeln!(
+                        out,
+                        "{}\t{}\t{revoked}",
+                        k.key_id,
+                        k.created_at.to_rfc3339()
+                    )?;
+                }
+                Ok(())
+            })
+        }
+        Command::Keys {
+            command: KeysCommand::Revoke(_),
+        } => {
+            let a: KeysRevokeArgs = settings::resolve(m, file)?;
+            crate::telemetry::init_tracing(&a.telemetry);
+            anyhow::ensure!(
+                crate::store::valid_key_id(&a.key_id),
+                "KEY_ID must be {} lower-case hex characters, as `auren keys list` shows it",
+                crate::store::KEY_ID_LEN
+            );
+            let backends = backends_of(a.data, None, Some(a.store));
+            rt.block_on(async {
+                use crate::store::Revocation;
+                match backends.keys().await?.revoke(&a.key_id).await? {
+                    Revocation::Revoked(k) => println!(
+                        "revoked {} at {}; running instances refuse it within their key cache TTL (AUREN_KEY_CACHE_TTL_SECONDS)",
+                        k.key_id,
+                        k.revoked_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+                    ),
+                    Revocation::AlreadyRevoked(k) => println!(
+                        "{} was already revoked at {}",
+                        k.key_id,
+                        k.revoked_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+                    ),
+                    Revocation::NotFound => anyhow::bail!("no key has the id {}", a.key_id),
+                    Revocation::Ambiguous => {
+                        anyhow::bail!("more than one key has the id {}; none was revoked", a.key_id)
+                    }
+                }
+                Ok(())
+            })
+        }
+        Command::Keys {
+            command: KeysCommand::Create(_),
+        } => {
             let a: KeysCreateArgs = settings::resolve(m, file)?;
             crate::telemetry::init_tracing(&a.telemetry);
             auren_core::model::validate_user_id(&a.user).context("--user")?;
@@ -400,7 +531,7 @@ fn run_cli() -> anyhow::Result<()> {
             command: DevCommand::FakeVendors(args),
         } => rt.block_on(crate::vendors_fake::run(args)),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "auren", &mut std::io::stdout());
+            clap_complete::generate(shell, &mut command(), "auren", &mut std::io::stdout());
             Ok(())
         }
     }
@@ -481,7 +612,7 @@ mod tests {
     /// default parses, and so on. A mistake here would otherwise surface only when run.
     #[test]
     fn the_command_line_is_well_formed() {
-        Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! - [`http`]: the API: webhooks (verify, normalise, append, acknowledge), user state, admin.
 //! - [`bridge`]: consumes the log in per-user order, runs the pure engine, checkpoints state and
 //!   offsets in one transaction, publishes switches from an outbox.
+//! - [`live`]: what live event streams carry (every bridge's switches, from the switches
+//!   topic; users' state, from the cache), gathered once per process and fanned out.
 //! - [`reload`]: the thresholds file in force, and its hot reload.
 //! - [`shutdown`]: one signal every long-running piece stops on, and the drain after it.
 //! - [`app`]: `serve` and `bridge`, the long-running commands; [`cli`]: every command.
@@ -25,7 +27,7 @@
 //!   worker; [`vendors_fake`]: a fake WHOOP API for tests and newcomers.
 //! - [`dlq`]: dead-letter replay; [`replay`]: a scenario file through the engine offline;
 //!   [`simulate`]: realistic signed traffic for a running service;
-//!   [`telemetry`]: metrics and log lines.
+//!   [`telemetry`]: metrics and log lines; [`tls`]: certificates for the API listener and Redis.
 //!
 //! Dependencies point one way: `settings`, `messages` and `shutdown` depend on nothing here;
 //! the ports on `settings` (and `log` on `cache` for Kafka's dedup); `root` on the ports; `http`,
@@ -40,6 +42,7 @@ pub mod crypto;
 pub mod delivery;
 pub mod dlq;
 pub mod http;
+pub mod live;
 pub mod log;
 pub mod messages;
 pub mod reload;
@@ -50,4 +53,5 @@ pub mod shutdown;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod vendors_fake;

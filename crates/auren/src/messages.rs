@@ -161,8 +161,14 @@ pub struct HrvBaseline {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestingHeartRateBaseline {
-    pub baseline_bpm: f64,
+    /// The user's own level (60-night mean); null until `required_days` nights have one. There
+    /// is no default: the rules that compare a resting HR with its baseline wait for this one.
+    pub baseline_bpm: Option<f64>,
     pub days: u32,
+    /// Nights with a resting HR before the baseline counts (states cached before this field
+    /// was added read as 0).
+    #[serde(default)]
+    pub required_days: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -205,8 +211,9 @@ impl StateView {
                 hrv_rmssd: hrv(Metric::HrvRmssd, &s.hrv_rmssd),
                 hrv_sdnn: hrv(Metric::HrvSdnn, &s.hrv_sdnn),
                 resting_heart_rate: RestingHeartRateBaseline {
-                    baseline_bpm: round(s.resting_heart_rate.stats().long_mean),
+                    baseline_bpm: s.resting_hr_baseline(cfg).map(round),
                     days: s.resting_heart_rate.days_with_data(),
+                    required_days: cfg.baselines.min_short_window_days,
                 },
                 heart_rate: HeartRateBaseline {
                     baseline_bpm: round(hr_baseline),

@@ -18,6 +18,8 @@ pub struct ReplayArgs {
     /// JSON lines: BiometricEvent objects as `auren log read` prints under "event", or HealthKit
     /// pushes ({user_id, samples}); `-` reads standard input.
     pub file: PathBuf,
+    /// `text`: the timeline with its reasons, for a person; `json`: the whole result as one
+    /// JSON document, for a program.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     #[command(flatten)]

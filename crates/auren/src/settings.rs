@@ -61,11 +61,37 @@ pub struct HttpSettings {
     /// client address and minute before it gets 429.
     #[arg(long, env = "AUREN_AUTH_FAILURES_PER_MINUTE", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_failures_per_minute: u32,
+    /// PEM certificate chain for HTTPS on the API listener (with --tls-key); unset serves plain
+    /// HTTP. Both files are reloaded when they change.
+    #[arg(long = "tls-cert", env = "AUREN_TLS_CERT")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long = "tls-key", env = "AUREN_TLS_KEY")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Seconds between keep-alive comments on a live event stream, so that a quiet stream is
+    /// not taken for a dead one by a proxy or client.
+    #[arg(long, env = "AUREN_SSE_KEEPALIVE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sse_keepalive_seconds: u64,
+    /// Events buffered per live-stream client; a client that falls this far behind is dropped
+    /// (it reconnects with Last-Event-ID and misses nothing).
+    #[arg(long, env = "AUREN_SSE_CLIENT_BUFFER", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sse_client_buffer: u32,
 }
 
 impl HttpSettings {
     pub fn body_read_timeout(&self) -> Duration {
         Duration::from_millis(self.body_read_timeout_ms)
+    }
+
+    /// The listener's certificate and key files, when it serves HTTPS.
+    pub fn tls_files(&self) -> anyhow::Result<Option<(&Path, &Path)>> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(c), Some(k)) => Ok(Some((c, k))),
+            (None, None) => Ok(None),
+            _ => bail!(
+                "AUREN_TLS_CERT and AUREN_TLS_KEY go together: set both, or neither for plain HTTP"
+            ),
+        }
     }
 }
 
@@ -103,6 +129,10 @@ pub struct IngestSettings {
     /// Data points in one Health Auto Export metric; more gets 413.
     #[arg(long, env = "AUREN_MAX_POINTS_PER_METRIC", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_points_per_metric: u32,
+    /// How long a user key's lookup is cached: a revoked key is refused by every instance
+    /// within this (at once by the one that revoked it); 0 asks the store on every request.
+    #[arg(long, env = "AUREN_KEY_CACHE_TTL_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub key_cache_ttl_seconds: u64,
 }
 
 impl IngestSettings {
@@ -118,6 +148,9 @@ impl IngestSettings {
     }
     pub fn admission_wait(&self) -> Duration {
         Duration::from_millis(self.admission_wait_ms)
+    }
+    pub fn key_cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.key_cache_ttl_seconds)
     }
 }
 
@@ -153,6 +186,36 @@ pub struct LogSettings {
     /// Kafka consumer session timeout.
     #[arg(long, env = "AUREN_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 6000)]
     pub kafka_session_timeout_ms: u32,
+    /// Kafka `security.protocol`: plaintext, ssl, sasl_plaintext or sasl_ssl.
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", ignore_case = true, value_parser = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"])]
+    pub kafka_security_protocol: Option<String>,
+    /// Kafka `sasl.mechanism` for sasl_* protocols: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, env = "KAFKA_SASL_MECHANISM", ignore_case = true, value_parser = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])]
+    pub kafka_sasl_mechanism: Option<String>,
+    /// Kafka SASL user name.
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+    /// Kafka SASL password.
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub kafka_sasl_password: Option<String>,
+    /// PEM file of the CA(s) that sign the brokers' certificates; unset uses the system's.
+    #[arg(long, env = "KAFKA_SSL_CA_LOCATION")]
+    pub kafka_ssl_ca_file: Option<PathBuf>,
+    /// PEM client certificate, for brokers that authenticate clients by certificate.
+    #[arg(long, env = "KAFKA_SSL_CERTIFICATE_LOCATION")]
+    pub kafka_ssl_cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(long, env = "KAFKA_SSL_KEY_LOCATION")]
+    pub kafka_ssl_key_file: Option<PathBuf>,
+    /// Password of an encrypted client key.
+    #[arg(long, env = "KAFKA_SSL_KEY_PASSWORD", hide_env_values = true)]
+    pub kafka_ssl_key_password: Option<String>,
+    /// Any other librdkafka properties, `name=value` separated by `;` or new lines (e.g.
+    /// `ssl.endpoint.identification.algorithm=none;socket.keepalive.enable=true`), for every
+    /// producer, consumer and admin client. They override the settings above; what the service
+    /// sets per client (acks=all, idempotence, the group) is applied after them and stands.
+    #[arg(long, env = "AUREN_KAFKA_PROPERTIES", hide_env_values = true)]
+    pub kafka_properties: Option<String>,
 }
 
 impl LogSettings {
@@ -163,6 +226,59 @@ impl LogSettings {
     pub fn topics(&self) -> [&str; 3] {
         [&self.events_topic, &self.dlq_topic, &self.switches_topic]
     }
+
+    /// The librdkafka properties every client gets besides its own: security, then
+    /// `AUREN_KAFKA_PROPERTIES` (which may override them).
+    pub fn kafka_client_properties(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let mut out: Vec<(String, String)> = [
+            ("security.protocol", self.kafka_security_protocol.clone()),
+            ("sasl.mechanism", self.kafka_sasl_mechanism.clone()),
+            ("sasl.username", self.kafka_sasl_username.clone()),
+            ("sasl.password", self.kafka_sasl_password.clone()),
+            ("ssl.ca.location", self.kafka_ssl_ca_file.as_ref().map(path)),
+            (
+                "ssl.certificate.location",
+                self.kafka_ssl_cert_file.as_ref().map(path),
+            ),
+            (
+                "ssl.key.location",
+                self.kafka_ssl_key_file.as_ref().map(path),
+            ),
+            ("ssl.key.password", self.kafka_ssl_key_password.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v?)))
+        .collect();
+        out.extend(parse_properties(
+            self.kafka_properties.as_deref().unwrap_or(""),
+        )?);
+        Ok(out)
+    }
+}
+
+/// `name=value` pairs separated by `;` or new lines; blank entries are skipped.
+pub fn parse_properties(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    text.split([';', '\n'])
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => bail!(
+                "AUREN_KAFKA_PROPERTIES: `{}` is not `name=value`",
+                e.split('=').next().unwrap_or("")
+            ),
+        })
+        .collect()
+}
+
+/// Whether a librdkafka property holds a secret (kept out of `config show`).
+fn secret_property(name: &str) -> bool {
+    ["password", "secret", "pem", "jaas", "token"]
+        .iter()
+        .any(|s| name.contains(s))
 }
 
 /// The state store: PostgreSQL when a URL is given, else SQLite under the data directory.
@@ -171,6 +287,16 @@ pub struct StoreSettings {
     /// PostgreSQL URL; unset means SQLite under the data directory.
     #[arg(long, env = "POSTGRES_URL", hide_env_values = true)]
     pub postgres_url: Option<String>,
+    /// PEM file of the CA(s) that sign PostgreSQL's certificate, for `sslmode=verify-ca` or
+    /// `verify-full` (the URL's `sslrootcert` wins). Unset: the URL's, else the Mozilla roots.
+    #[arg(long, env = "AUREN_POSTGRES_CA_FILE")]
+    pub postgres_ca_file: Option<PathBuf>,
+    /// PostgreSQL connections kept open even when idle.
+    #[arg(long, env = "PG_POOL_MIN_SIZE", default_value_t = 0)]
+    pub pg_pool_min_size: u32,
+    /// PostgreSQL connections at most, per process.
+    #[arg(long, env = "PG_POOL_MAX_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub pg_pool_max_size: u32,
 }
 
 /// Dedup and the state cache: Redis when a URL is given, else in-process.
@@ -179,6 +305,10 @@ pub struct CacheSettings {
     /// Redis URL; unset means an in-process cache.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// PEM file of the CA(s) that sign Redis's certificate, for a `rediss://` URL; unset uses
+    /// the system's.
+    #[arg(long, env = "AUREN_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     /// How long an event id is remembered for deduplication in front of Kafka.
     #[arg(long, env = "AUREN_DEDUP_TTL_SECONDS", default_value_t = 7 * 24 * 3600)]
     pub dedup_ttl_seconds: u64,
@@ -242,9 +372,9 @@ pub struct DeliverySettings {
     /// Deadline of one request to the LangGraph server (a run waits for the graph).
     #[arg(long, env = "LANGGRAPH_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub langgraph_timeout_ms: u64,
-    /// Delays before each webhook attempt of a message, comma-separated (`0s,5s,5m,30m,2h,5h,10h,10h`:
-    /// Standard Webhooks' schedule); after the last one fails the endpoint is disabled.
-    #[arg(long, env = "AUREN_WEBHOOK_RETRY_SCHEDULE", default_value = "0s,5s,5m,30m,2h,5h,10h,10h", value_parser = parse_schedule)]
+    /// Delays before each retry of a webhook, comma-separated; the first attempt is immediate (the
+    /// schedule Standard Webhooks senders use). When the last retry fails the endpoint is disabled.
+    #[arg(long, env = "AUREN_WEBHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = parse_schedule)]
     pub webhook_retry_schedule: Schedule,
     /// Deadline of one webhook request.
     #[arg(long, env = "AUREN_WEBHOOK_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -418,6 +548,23 @@ pub struct VendorSettings {
     pub vendor_timeout_ms: u64,
 }
 
+/// OpenTelemetry traces over OTLP/HTTP (protobuf), for the long-running commands: off unless an
+/// endpoint is set. The SDK reads the other standard `OTEL_*` variables itself (see
+/// `telemetry`).
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct TracesSettings {
+    /// OTLP/HTTP base URL of a collector (e.g. http://collector:4318); traces go to its
+    /// /v1/traces. Unset: no traces, and no cost.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// The whole URL traces are sent to, used as given; wins over --otlp-endpoint.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    pub otlp_traces_endpoint: Option<String>,
+    /// Exports no traces even when an endpoint is set.
+    #[arg(long, env = "OTEL_SDK_DISABLED", value_parser = parse_flag, default_value = "0")]
+    pub otel_sdk_disabled: bool,
+}
+
 /// Every group: what `auren serve` takes and `auren config show` prints.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct Settings {
@@ -443,6 +590,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     #[command(flatten)]
     pub vendors: VendorSettings,
+    #[command(flatten)]
+    pub traces: TracesSettings,
 }
 
 /// The groups the composition root opens backends from.
@@ -490,10 +639,37 @@ impl Settings {
         {
             *k = REDACTED.into();
         }
-        for (group, field) in [("store", "postgres_url"), ("cache", "redis_url")] {
+        for (group, field) in [
+            ("store", "postgres_url"),
+            ("cache", "redis_url"),
+            ("traces", "otlp_endpoint"),
+            ("traces", "otlp_traces_endpoint"),
+        ] {
             if let Some(Value::String(url)) = v.get_mut(group).and_then(|g| g.get_mut(field)) {
                 *url = redact_url(url);
             }
+        }
+        for field in ["kafka_sasl_password", "kafka_ssl_key_password"] {
+            if let Some(val) = v.get_mut("log").and_then(|g| g.get_mut(field)) {
+                if !val.is_null() {
+                    *val = Value::String(REDACTED.into());
+                }
+            }
+        }
+        if let Some(Value::String(props)) =
+            v.get_mut("log").and_then(|g| g.get_mut("kafka_properties"))
+        {
+            *props = match parse_properties(props) {
+                Ok(pairs) => pairs
+                    .iter()
+                    .map(|(k, val)| match secret_property(k) {
+                        true => format!("{k}={REDACTED}"),
+                        false => format!("{k}={val}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(";"),
+                Err(_) => REDACTED.into(),
+            };
         }
         v
     }
@@ -527,6 +703,47 @@ pub fn parse_flag(s: &str) -> Result<bool, String> {
         "" | "0" | "false" | "no" | "off" => Ok(false),
         other => Err(format!("'{other}' is not a boolean (use 1 or 0)")),
     }
+}
+
+/// A refused value names where it came from: clap's own message names the flag only, and a
+/// value read from the environment (`AUREN_HTTP_ADDR=...`) would send the reader looking for a
+/// flag nobody typed.
+pub fn name_the_variable(mut e: clap::Error, mut cmd: clap::Command) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return e;
+    }
+    let Some(ContextValue::String(shown)) = e.get(ContextKind::InvalidArg).cloned() else {
+        return e;
+    };
+    fn find<'a>(c: &'a clap::Command, shown: &str) -> Option<&'a clap::Arg> {
+        c.get_arguments()
+            .find(|a| a.to_string() == shown)
+            .or_else(|| c.get_subcommands().find_map(|s| find(s, shown)))
+    }
+    cmd.build();
+    let Some(arg) = find(&cmd, &shown) else {
+        return e;
+    };
+    let (Some(var), Some(long)) = (arg.get_env(), arg.get_long()) else {
+        return e;
+    };
+    let var = var.to_string_lossy();
+    let typed =
+        std::env::args().any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
+    let tip = if !typed && std::env::var_os(var.as_ref()).is_some() {
+        format!("the value came from the environment variable {var}")
+    } else {
+        format!("--{long} can also be set with the environment variable {var}")
+    };
+    e.insert(
+        ContextKind::Suggested,
+        ContextValue::StyledStrs(vec![tip.into()]),
+    );
+    e
 }
 
 /// A command of its own around one settings type, to reach its args generically.
@@ -750,6 +967,21 @@ impl SecretSettings {
     }
 }
 
+/// A dev secrets file written before it was created 0600 (or loosened by hand) is tightened.
+fn owner_only(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} readable by its owner only", path.display()))?;
+            tracing::warn!(file = %path.display(), "the dev secrets file was readable by others; it is now 0600");
+        }
+    }
+    Ok(())
+}
+
 fn random_token() -> String {
     use base64::Engine;
     let bytes: [u8; 32] = rand::random();
@@ -761,6 +993,7 @@ fn random_token() -> String {
 pub fn load_or_create_dev_secrets(data_dir: &Path) -> anyhow::Result<Secrets> {
     let path = data_dir.join(DEV_SECRETS_FILE);
     if let Ok(text) = std::fs::read_to_string(&path) {
+        owner_only(&path)?;
         let mut s: Secrets =
             serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
         if s.token_key.is_none() {
@@ -823,6 +1056,39 @@ mod tests {
             s: Settings,
         }
         <All as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn dev_mode_generates_a_token_key_and_adds_one_to_an_older_secrets_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings::defaults().secrets;
+        s.dev_mode = true;
+        let first = s.resolve(dir.path()).unwrap();
+        let key = first.token_key.clone().expect("generated");
+        crate::crypto::TokenKey::parse(&key).unwrap();
+        assert_eq!(s.resolve(dir.path()).unwrap().token_key, Some(key));
+        // A file written before token keys existed gets one, and stays owner-only.
+        let path = dir.path().join(DEV_SECRETS_FILE);
+        let mut old: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        old.as_object_mut().unwrap().remove("token_key");
+        std::fs::write(&path, old.to_string()).unwrap();
+        assert!(s.resolve(dir.path()).unwrap().token_key.is_some());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "dev-secrets.json is readable by others");
+        }
+    }
+
+    #[test]
+    fn a_malformed_token_key_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings::defaults().secrets;
+        s.dev_mode = true;
+        s.token_key.token_key = Some("too-short".into());
+        assert!(s.resolve(dir.path()).is_err());
     }
 
     fn matches(args: &[&str]) -> ArgMatches {
@@ -888,6 +1154,36 @@ mod tests {
     }
 
     #[test]
+    fn kafka_security_and_extra_properties_reach_every_client_and_hide_their_secrets() {
+        let mut s = Settings::defaults();
+        s.log.kafka_security_protocol = Some("sasl_ssl".into());
+        s.log.kafka_sasl_mechanism = Some("SCRAM-SHA-512".into());
+        s.log.kafka_sasl_password = Some("k4fka-pass".into());
+        s.log.kafka_ssl_ca_file = Some("/etc/ca.pem".into());
+        s.log.kafka_properties = Some(
+            " ssl.endpoint.identification.algorithm = none ;\nsasl.oauthbearer.client.secret=0auth-s3cret;".into(),
+        );
+        let props = s.log.kafka_client_properties().unwrap();
+        let get = |k: &str| props.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(get("ssl.ca.location"), Some("/etc/ca.pem"));
+        assert_eq!(get("ssl.endpoint.identification.algorithm"), Some("none"));
+        assert_eq!(get("sasl.username"), None);
+        let shown = s.redacted().to_string();
+        for secret in ["k4fka-pass", "0auth-s3cret"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+        assert!(
+            shown.contains("ssl.endpoint.identification.algorithm=none"),
+            "{shown}"
+        );
+        s.log.kafka_properties = Some("a.b=1;oops".into());
+        let e = s.log.kafka_client_properties().unwrap_err().to_string();
+        assert!(e.contains("`oops` is not `name=value`"), "{e}");
+    }
+
+    #[test]
     fn to_env_round_trips_through_clap() {
         let mut s = Settings::defaults();
         s.log.events_topic = "topic-x".into();
@@ -936,5 +1232,11 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let again = load_or_create_dev_secrets(dir.path()).unwrap();
         assert_eq!(s.pseudonym_key, again.pseudonym_key);
+        // One left world-readable (by an older version, or by hand) is tightened when read.
+        let path = dir.path().join(DEV_SECRETS_FILE);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        load_or_create_dev_secrets(dir.path()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -12,7 +12,7 @@
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::sync::Mutex;
@@ -366,6 +366,8 @@ struct Counts {
     duplicates: u64,
     rejected: u64,
     notifications: u64,
+    /// Notifications answered `duplicate`: counted apart from samples, which they are not.
+    duplicate_notifications: u64,
 }
 
 /// How a request proves itself: a bearer token, or a vendor signature made at send time.
@@ -518,8 +520,38 @@ impl Client {
         let duplicate = answer["status"] == "duplicate";
         self.count(|c| {
             c.notifications += 1;
-            c.duplicates += duplicate as u64;
+            c.duplicate_notifications += duplicate as u64;
         });
+    }
+}
+
+/// A rate for a person: whole units with thousands separators.
+fn rate(per_sec: f64) -> String {
+    format!("{}/s", HumanCount(per_sec.max(0.0).round() as u64))
+}
+
+/// Fails at once, naming the URL, when no service answers there: without this, the first
+/// request would ride out the whole retry budget meant for a restart mid-run.
+async fn check_service(base: &reqwest::Url) -> anyhow::Result<()> {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .expect("http URL")
+        .pop_if_empty()
+        .push("health");
+    let client = reqwest::Client::builder()
+        .timeout(StdDuration::from_secs(5))
+        .build()?;
+    let shown = base.as_str().trim_end_matches('/');
+    match client.get(url).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => bail!(
+            "{shown}/health answered {}: is `auren serve` running at {shown}?",
+            r.status()
+        ),
+        Err(e) => bail!(
+            "no answer from {shown}/health ({}): is `auren serve` running at {shown}?",
+            crate::telemetry::chain(&e)
+        ),
     }
 }
 
@@ -527,7 +559,6 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if args.users == 0 || args.days == 0 {
         bail!("--users and --days must be at least 1");
     }
-    let secrets = resolve_secrets(&args)?;
     let base = reqwest::Url::parse(&args.url).with_context(|| format!("--url {}", args.url))?;
     if base.scheme() != "http" {
         bail!(
@@ -535,6 +566,8 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             args.url
         );
     }
+    check_service(&base).await?;
+    let secrets = resolve_secrets(&args)?;
     for (vendor, secret) in [("WHOOP", &secrets.whoop), ("Oura", &secrets.oura)] {
         if secret.is_none() {
             eprintln!("note: no {vendor} client secret known, skipping {vendor} notifications");
@@ -558,8 +591,17 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         .collect();
     let total = users.iter().map(|(_, p)| 1 + p.len() as u64).sum();
     let progress = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{bar:40} {pos}/{len} requests, {per_sec}, eta {eta}");
-    progress.set_style(style.expect("valid template"));
+    // Whole requests per second with thousands separators: indicatif's own `{per_sec}` shows
+    // four decimals (`3,657.4649/s`).
+    let style = ProgressStyle::with_template("{bar:40} {pos}/{len} requests, {rate}, eta {eta}")
+        .expect("valid template")
+        .with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&rate(state.per_sec()));
+            },
+        );
+    progress.set_style(style);
     let client = Client {
         http: reqwest::Client::builder()
             .timeout(StdDuration::from_secs(30))
@@ -594,11 +636,17 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         "users:            {}\n\
          simulated days:   {days} (through {last_day})\n\
          requests sent:    {} ({} retries)\n\
-         samples accepted: {} ({} rejected)\n\
-         duplicates:       {}\n\
-         notifications:    {}\n\
+         samples accepted: {} ({} rejected, {} duplicates)\n\
+         notifications:    {} ({} duplicates)\n\
          see modes: curl -H \"Authorization: Bearer <admin token>\" {url}/users/{user}/modes",
-        args.users, c.requests, c.retries, c.accepted, c.rejected, c.duplicates, c.notifications
+        args.users,
+        c.requests,
+        c.retries,
+        c.accepted,
+        c.rejected,
+        c.duplicates,
+        c.notifications,
+        c.duplicate_notifications
     );
     Ok(())
 }
@@ -614,6 +662,14 @@ mod tests {
 
     fn series(seed: u64, days: u32) -> (Baseline, Vec<Vec<Sample>>) {
         generate(&mut StdRng::seed_from_u64(seed), days, day0())
+    }
+
+    #[test]
+    fn rates_are_whole_and_grouped() {
+        assert_eq!(rate(3657.4649), "3,657/s");
+        assert_eq!(rate(0.4), "0/s");
+        assert_eq!(rate(1234567.5), "1,234,568/s");
+        assert_eq!(rate(f64::NAN), "0/s");
     }
 
     #[test]

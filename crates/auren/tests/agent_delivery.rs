@@ -583,3 +583,170 @@ async fn webhook_deliveries_survive_kill_9_of_the_service() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_sharing_a_postgresql_store_deliver_each_switch_once_in_order() {
+    use auren::store::{CommitBatch, PgStore, StateStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(PgStore::connect(&fresh_database().await).await.unwrap());
+    let receiver = Receiver::start(dir.path(), 0);
+    let key = auren::crypto::TokenKey::parse(TOKEN_KEY).unwrap();
+    let secret = auren::delivery::webhooks::new_secret();
+    std::fs::write(&receiver.secret_file, &secret).unwrap();
+    let endpoint = auren::store::WebhookEndpoint {
+        id: unique("wh"),
+        url: format!("http://127.0.0.1:{}/hook", receiver.port),
+        events: vec!["mode.switched".into()],
+        user_ids: None,
+        secret_sealed: key.seal(secret.as_bytes()),
+        created_at: chrono::Utc::now(),
+        disabled_at: None,
+        disabled_reason: None,
+    };
+    auren::store::DeliveryStore::create_endpoint(store.as_ref(), &endpoint, &[])
+        .await
+        .unwrap();
+    let mut settings = auren::settings::Settings::defaults().bridge.delivery;
+    settings.webhook_allow_private = true;
+    settings.delivery_concurrency = 4;
+    // Two delivery loops, as two bridge processes would run them, on one store.
+    let shutdown = auren::shutdown::Shutdown::new();
+    let loops: Vec<_> = (0..2)
+        .map(|_| {
+            let d = auren::delivery::Deliveries::new(&settings, Some(TOKEN_KEY), store.clone())
+                .unwrap();
+            d.spawn(&shutdown);
+            d
+        })
+        .collect();
+    // 10 users x 10 switches, committed in batches while the loops run.
+    let users: Vec<String> = (0..10)
+        .map(|i| format!("u_{i:02}{}", unique("p")))
+        .collect();
+    let mut want: HashMap<String, Vec<String>> = HashMap::new();
+    for round in 0..10 {
+        let switches: Vec<_> = users
+            .iter()
+            .map(|u| {
+                let mut m: auren::messages::SwitchMessage =
+                    serde_json::from_value(json!({
+                        "schema": 1, "switch_id": unique("sw"), "thread_id": auren::messages::thread_id(u),
+                        "user_id": "x", "user_pseudonym": u, "from_mode": "PATTERN", "to_mode": "REFLEX",
+                        "at": chrono::Utc::now(), "confidence": 0.8, "reasons": [], "snapshot": {},
+                        "calibrating": false, "event_id": unique("e")}))
+                    .unwrap();
+                m.confidence = 0.5 + round as f64 / 100.0;
+                want.entry(u.clone()).or_default().push(m.switch_id.clone());
+                m
+            })
+            .collect();
+        let checkpoints = users
+            .iter()
+            .map(|u| auren::store::CheckpointRow {
+                checkpoint_id: uuid::Uuid::now_v7().to_string(),
+                parent_id: None,
+                thread_id: auren::messages::thread_id(u),
+                pseudonym: u.clone(),
+                user_id: "x".into(),
+                mode: "REFLEX".into(),
+                version: round,
+                state: json!({}),
+                last_position: None,
+            })
+            .collect();
+        store
+            .commit(&CommitBatch {
+                checkpoints,
+                switches,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for d in &loops {
+            d.waker().wake();
+        }
+    }
+    eventually(60, "every switch delivered", || async {
+        (receiver.received().len() >= 100).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = receiver.received();
+    assert_eq!(got.len(), 100, "each switch exactly once");
+    let mut per_user: HashMap<String, Vec<String>> = HashMap::new();
+    let owner: HashMap<String, String> = want
+        .iter()
+        .flat_map(|(u, ids)| ids.iter().map(move |id| (id.clone(), u.clone())))
+        .collect();
+    for r in &got {
+        assert_eq!(r["verified"], true);
+        let id = r["switch_id"].as_str().unwrap().to_string();
+        per_user.entry(owner[&id].clone()).or_default().push(id);
+    }
+    assert_eq!(per_user, want, "each user's switches in commit order");
+    shutdown.trigger();
+    assert!(shutdown.drain(Duration::from_secs(30)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_langgraph_server_holds_up_neither_the_bridge_nor_the_webhooks() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let app = TestApp::spawn_with(
+        Options {
+            bridge: true,
+            ..Default::default()
+        },
+        move |s| {
+            s.bridge.delivery.langgraph_url = Some(dead.parse().unwrap());
+            s.secrets.token_key.token_key = Some(TOKEN_KEY.into());
+            s.bridge.delivery.webhook_allow_private = true;
+        },
+    )
+    .await;
+    let receiver = Receiver::start(app.data_dir.path(), 0);
+    register(&app.url(""), &receiver, None).await;
+    let user = unique("lg_dead");
+    stressed(&app, &user).await;
+    // The switch is committed and published, and reaches the webhook, while LangGraph fails.
+    let published = app.first_switch(60, "the published switch").await;
+    eventually(60, "the webhook delivery", || async {
+        receiver
+            .received()
+            .iter()
+            .any(|r| r["switch_id"] == published["switch_id"] && r["answered"] == 204)
+            .then_some(())
+    })
+    .await;
+    eventually(60, "failed LangGraph attempts, retried", || async {
+        let m = app.metrics().await;
+        (metric_value(
+            &m,
+            "auren_agent_deliveries_total{sink=\"langgraph\",outcome=\"failed\"}",
+        ) >= 1.0)
+            .then_some(())
+    })
+    .await;
+    // Ingest still answers at once.
+    let key = app.issue_key(&user).await;
+    let started = std::time::Instant::now();
+    let r = app
+        .push(
+            &key,
+            &user,
+            &[("heartRate", 70.0, chrono::Utc::now().to_rfc3339())],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let backlog = app
+        .backends
+        .stores()
+        .await
+        .unwrap()
+        .deliveries
+        .backlog("langgraph")
+        .await
+        .unwrap();
+    assert!(backlog >= 1, "the switch waits in the store for LangGraph");
+    app.stop().await;
+}

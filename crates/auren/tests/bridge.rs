@@ -66,6 +66,13 @@ async fn embedded_default_webhooks_to_switch_state_and_history() {
     assert_eq!(state["baselines"]["hrv_sdnn"]["baseline_ms"], 40.0);
     assert_eq!(state["baselines"]["heart_rate"]["baseline_bpm"], 70.0);
     assert_eq!(state["latest"]["heart_rate"], 112.0);
+    // No resting HR of their own yet, and no default stands in for it: null, not 0 over 0 days.
+    let resting = &state["baselines"]["resting_heart_rate"];
+    assert!(resting["baseline_bpm"].is_null(), "{resting}");
+    assert_eq!(
+        (resting["days"].as_u64(), resting["required_days"].as_u64()),
+        (Some(0), Some(3))
+    );
     assert_eq!(app.get_json(&path, &key).await.0, 200);
     let other = unique("user");
     let other_key = app.issue_key(&other).await;
@@ -76,6 +83,30 @@ async fn embedded_default_webhooks_to_switch_state_and_history() {
             .await
             .0,
         404
+    );
+    // Never seen by the bridge: no history either, the same way.
+    let (s, p) = app.get_json(&format!("/users/{other}/modes"), ADMIN).await;
+    assert_eq!(
+        (s, p["reason"].as_str()),
+        (404, Some("unknown_user")),
+        "{p}"
+    );
+    // Once the bridge knows them, an empty history.
+    let calm = [("heartRate", 70.0, "2025-03-01T15:00:00Z".to_string())];
+    assert_eq!(app.push(&other_key, &other, &calm).await.status(), 200);
+    eventually(30, "the other user's state", || async {
+        (app.get_json(&format!("/users/{other}/state"), ADMIN)
+            .await
+            .0
+            == 200)
+            .then_some(())
+    })
+    .await;
+    let (s, m) = app.get_json(&format!("/users/{other}/modes"), ADMIN).await;
+    assert_eq!(
+        (s, m["modes"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{m}"
     );
 
     let (s, modes) = app.get_json(&format!("/users/{user}/modes"), &key).await;

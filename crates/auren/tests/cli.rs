@@ -285,3 +285,262 @@ fn completions_for_each_shell_name_the_commands() {
     let (ok, _, stderr) = auren(&["completions", "cmd.exe"], &[]);
     assert!(!ok && stderr.contains("invalid value"), "{stderr}");
 }
+
+/// `keys list` shows ids, never keys; `keys revoke` takes an id, stops the key, and is harmless
+/// twice.
+#[test]
+fn keys_list_and_revoke_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("AUREN_DATA_DIR", dir.path().to_str().unwrap())];
+    let (ok, key, stderr) = auren(&["keys", "create", "--user", "cli-user"], &env);
+    assert!(ok, "{stderr}");
+    let key = key.trim();
+    auren(&["keys", "create", "--user", "someone-else"], &env);
+    let id = auren::store::key_id(&auren::store::key_hash(key));
+    let list = || {
+        let (ok, stdout, stderr) = auren(&["keys", "list", "--user", "cli-user"], &env);
+        assert!(ok, "{stderr}");
+        assert!(!stdout.contains(key), "{stdout}");
+        stdout
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+    let rows = list();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0], ["key_id", "created_at", "revoked_at"]);
+    assert_eq!(
+        (rows[1][0].as_str(), rows[1][2].as_str()),
+        (id.as_str(), "-")
+    );
+    chrono::DateTime::parse_from_rfc3339(&rows[1][1]).unwrap();
+
+    let (ok, stdout, stderr) = auren(&["keys", "revoke", &id], &env);
+    assert!(
+        ok && stdout.starts_with(&format!("revoked {id} at ")),
+        "{stdout}{stderr}"
+    );
+    let rows = list();
+    chrono::DateTime::parse_from_rfc3339(&rows[1][2]).unwrap();
+    let (ok, stdout, _) = auren(&["keys", "revoke", &id], &env);
+    assert!(ok && stdout.contains("already revoked"), "{stdout}");
+
+    let (ok, _, stderr) = auren(&["keys", "revoke", "0000000000000000"], &env);
+    assert!(!ok && stderr.contains("no key has the id"), "{stderr}");
+    let (ok, _, stderr) = auren(&["keys", "revoke", key], &env);
+    assert!(!ok && stderr.contains("KEY_ID must be 16"), "{stderr}");
+    assert!(!stderr.contains(key), "the key is not echoed: {stderr}");
+}
+
+/// `--help`: every flag says what it is for, and `keys create`, `migrate` and `log read` list
+/// only the flags that concern them (a shared group's other flags are accepted, not listed).
+#[test]
+fn every_flag_is_described_and_commands_list_only_their_own() {
+    let mut cmd = auren::cli::command();
+    cmd.build();
+    fn walk(c: &clap::Command, path: &str, bare: &mut Vec<String>) {
+        for a in c.get_arguments().filter(|a| !a.is_hide_set()) {
+            let help = a.get_help().or(a.get_long_help()).map(|h| h.to_string());
+            if help.is_none_or(|h| h.trim().len() < 5) {
+                bare.push(format!("{path} {}", a.get_id()));
+            }
+        }
+        for s in c.get_subcommands() {
+            walk(s, &format!("{path} {}", s.get_name()), bare);
+        }
+    }
+    let mut bare = Vec::new();
+    walk(&cmd, "auren", &mut bare);
+    assert!(bare.is_empty(), "flags without a description: {bare:?}");
+
+    let listed = |path: &[&str]| -> Vec<String> {
+        let (ok, stdout, stderr) = auren(&[path, &["--help"]].concat(), &[]);
+        assert!(ok, "{stderr}");
+        let mut flags: Vec<String> = stdout
+            .split_whitespace()
+            .filter(|w| w.starts_with("--"))
+            .map(|w| w.trim_end_matches(',').to_string())
+            .filter(|w| {
+                w.len() > 2
+                    && w.chars()
+                        .skip(2)
+                        .all(|c| c.is_ascii_lowercase() || c == '-')
+            })
+            .collect();
+        flags.sort();
+        flags.dedup();
+        flags
+    };
+    let common = ["--config", "--help", "--log-filter", "--log-format"];
+    // How to reach (and trust) PostgreSQL and Kafka concerns every command that connects.
+    let store = [
+        "--data-dir",
+        "--postgres-url",
+        "--postgres-ca-file",
+        "--pg-pool-min-size",
+        "--pg-pool-max-size",
+    ];
+    let kafka = [
+        "--data-dir",
+        "--kafka-bootstrap-servers",
+        "--kafka-properties",
+        "--kafka-security-protocol",
+        "--kafka-sasl-mechanism",
+        "--kafka-sasl-username",
+        "--kafka-sasl-password",
+        "--kafka-ssl-ca-file",
+        "--kafka-ssl-cert-file",
+        "--kafka-ssl-key-file",
+        "--kafka-ssl-key-password",
+    ];
+    let log_read = [
+        "--from-beginning",
+        "--limit",
+        "--follow",
+        "--topic",
+        "--events-topic",
+    ];
+    for (path, own) in [
+        (&["keys", "create"][..], [&["--user"][..], &store].concat()),
+        (&["migrate"][..], store.to_vec()),
+        (&["log", "read"][..], [&log_read[..], &kafka].concat()),
+    ] {
+        let mut expected: Vec<String> = common.iter().chain(&own).map(|s| s.to_string()).collect();
+        expected.sort();
+        assert_eq!(listed(path), expected, "auren {}", path.join(" "));
+    }
+    // The log's other flags still parse (a shared environment stays valid), unlisted.
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = auren(
+        &[
+            "log",
+            "read",
+            "--from-beginning",
+            "--dlq-topic",
+            "x",
+            "--log-timeout-ms",
+            "1",
+        ],
+        &[("AUREN_DATA_DIR", dir.path().to_str().unwrap())],
+    );
+    assert!(ok, "{stderr}");
+    // Every variable the README lists has a flag: the log filter and format too.
+    let serve = listed(&["serve"]);
+    for flag in [
+        "--log-filter",
+        "--log-format",
+        "--otlp-endpoint",
+        "--key-cache-ttl-seconds",
+    ] {
+        assert!(serve.contains(&flag.to_string()), "serve lacks {flag}");
+    }
+}
+
+/// A bad value names the flag and, when it came from there, the environment variable.
+#[test]
+fn a_bad_address_names_the_variable_it_came_from() {
+    let (ok, _, stderr) = auren(&["serve"], &[("AUREN_HTTP_ADDR", "localhost-8000")]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--http-addr")
+            && stderr.contains("'localhost-8000'")
+            && stderr.contains("the environment variable AUREN_HTTP_ADDR"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = auren(&["bridge", "--metrics-addr", "nowhere"], &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--metrics-addr") && stderr.contains("AUREN_METRICS_ADDR"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = auren(&["serve"], &[("AUREN_LOG_FORMAT", "xml")]);
+    assert!(!ok && stderr.contains("AUREN_LOG_FORMAT"), "{stderr}");
+}
+
+fn simulate_args(url: &str, dir: &std::path::Path) -> Vec<String> {
+    [
+        "simulate",
+        "--users",
+        "1",
+        "--days",
+        "2",
+        "--url",
+        url,
+        "--admin-token",
+        ADMIN,
+        "--whoop-client-secret",
+        WHOOP_SECRET,
+        "--oura-client-secret",
+        OURA_SECRET,
+        "--secrets-file",
+        dir.join("none.json").to_str().unwrap(),
+        "--user-prefix",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([unique("sim")])
+    .collect()
+}
+
+/// With no service at the URL, `simulate` says so at once instead of retrying for a minute.
+#[test]
+fn simulate_without_a_service_fails_at_once_naming_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let args = simulate_args(&url, dir.path());
+    let started = std::time::Instant::now();
+    let (ok, _, stderr) = auren(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(!ok);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains(&format!("is `auren serve` running at {url}?")),
+        "{stderr}"
+    );
+}
+
+/// A rerun is answered with duplicates: of samples for samples, of notifications apart.
+#[tokio::test]
+async fn a_simulate_rerun_counts_notification_duplicates_apart_from_samples() {
+    let app = TestApp::spawn(Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let args = simulate_args(&format!("http://{}", app.addr), dir.path());
+    let run = move || {
+        let (ok, stdout, stderr) = auren(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+        assert!(ok, "{stderr}");
+        stdout
+    };
+    let field = |out: &str, name: &str| -> Vec<u64> {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {out}"));
+        line.split(|c: char| !c.is_ascii_digit())
+            .filter(|w| !w.is_empty())
+            .map(|w| w.parse().unwrap())
+            .collect()
+    };
+    let run2 = run.clone();
+    let first = tokio::task::spawn_blocking(run).await.unwrap();
+    let (samples, notes) = (
+        field(&first, "samples accepted:"),
+        field(&first, "notifications:"),
+    );
+    assert!(samples[0] > 0 && notes[0] > 0, "{first}");
+    assert_eq!((samples[1], samples[2], notes[1]), (0, 0, 0), "{first}");
+    let second = tokio::task::spawn_blocking(run2).await.unwrap();
+    assert_eq!(
+        field(&second, "samples accepted:"),
+        [0, 0, samples[0]],
+        "every sample again, as a duplicate: {second}"
+    );
+    assert_eq!(
+        field(&second, "notifications:"),
+        [notes[0], notes[0]],
+        "{second}"
+    );
+    app.stop().await;
+}

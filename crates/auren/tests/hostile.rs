@@ -484,7 +484,7 @@ async fn every_error_is_problem_json_and_every_answer_has_security_headers() {
     let r = read_response(&mut s, Duration::from_secs(3)).await.unwrap();
     assert_eq!(r.status, 400);
     assert!(r.body.contains("invalid_user_id"), "{}", r.body);
-    // A user's own data carries them too.
+    // A user's own data carries them too (none yet: the problem answer).
     let r = app
         .client
         .get(app.url("/users/u1/modes"))
@@ -492,7 +492,7 @@ async fn every_error_is_problem_json_and_every_answer_has_security_headers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["cache-control"], "no-store");
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     app.stop().await;

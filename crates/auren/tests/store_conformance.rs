@@ -67,6 +67,76 @@ async fn key_store_contract(keys: &dyn KeyStore) {
     // A hash is one key: issuing the same one twice is refused, and the first stands.
     assert!(keys.insert(&hash, "someone-else").await.is_err());
     assert_eq!(keys.user_for(&hash).await.unwrap(), Some(user));
+    key_revocation_contract(keys).await;
+}
+
+/// Listing shows ids, never the key or its whole hash; revoking stops the key at once in the
+/// store, twice is harmless, and an id two keys share revokes neither.
+async fn key_revocation_contract(keys: &dyn KeyStore) {
+    use auren::store::{key_hash, key_id, new_key, Revocation, KEY_ID_LEN};
+    let user = unique("user");
+    let before = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let (first, second) = (key_hash(&new_key().0), key_hash(&new_key().0));
+    keys.insert(&first, &user).await.unwrap();
+    keys.insert(&second, &user).await.unwrap();
+    keys.insert(&key_hash(&new_key().0), &unique("other"))
+        .await
+        .unwrap();
+    let listed = keys.list(&user).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let mut ids: Vec<&str> = listed.iter().map(|k| k.key_id.as_str()).collect();
+    ids.sort();
+    let mut expected = [key_id(&first), key_id(&second)];
+    expected.sort();
+    assert_eq!(ids, expected);
+    for k in &listed {
+        assert_eq!(k.key_id.len(), KEY_ID_LEN);
+        assert!(k.created_at > before && k.created_at <= chrono::Utc::now());
+        assert_eq!(k.revoked_at, None);
+        let shown = serde_json::to_string(k).unwrap();
+        assert!(
+            !shown.contains(&k.key_hash) && !shown.contains(&user),
+            "{shown}"
+        );
+    }
+    assert!(keys.list(&unique("nobody")).await.unwrap().is_empty());
+
+    let Revocation::Revoked(revoked) = keys.revoke(&key_id(&first)).await.unwrap() else {
+        panic!("the first key is revoked");
+    };
+    assert_eq!(
+        (revoked.key_hash.as_str(), revoked.user_id.as_str()),
+        (first.as_str(), user.as_str())
+    );
+    let at = revoked.revoked_at.expect("a revocation time");
+    assert!(at >= revoked.created_at);
+    assert_eq!(keys.user_for(&first).await.unwrap(), None);
+    assert_eq!(keys.user_for(&second).await.unwrap(), Some(user.clone()));
+    match keys.revoke(&key_id(&first)).await.unwrap() {
+        Revocation::AlreadyRevoked(k) => assert_eq!(k.revoked_at, Some(at)),
+        other => panic!("revoking twice: {other:?}"),
+    }
+    let listed = keys.list(&user).await.unwrap();
+    let of = |h: &str| listed.iter().find(|k| k.key_hash == h).unwrap().revoked_at;
+    assert_eq!((of(&first), of(&second)), (Some(at), None));
+    assert_eq!(
+        keys.revoke(&"0".repeat(KEY_ID_LEN)).await.unwrap(),
+        Revocation::NotFound
+    );
+
+    // Two hashes with one prefix (made up: real ones differ in 64 bits).
+    let prefix = "abcdef0123456789";
+    let twins = [
+        format!("{prefix}{}", "0".repeat(48)),
+        format!("{prefix}{}", "1".repeat(48)),
+    ];
+    for t in &twins {
+        keys.insert(t, &user).await.unwrap();
+    }
+    assert_eq!(keys.revoke(prefix).await.unwrap(), Revocation::Ambiguous);
+    for t in &twins {
+        assert_eq!(keys.user_for(t).await.unwrap(), Some(user.clone()));
+    }
 }
 
 async fn state_store_contract(store: &dyn StateStore) {
@@ -171,6 +241,61 @@ async fn state_store_contract(store: &dyn StateStore) {
     );
     assert_eq!(store.history(&a, 1).await.unwrap(), vec![second]);
     assert!(store.history(&b, 10).await.unwrap().is_empty());
+
+    // Switches after a position (a reconnecting event stream): in the order they were committed,
+    // whatever their event times, per user or everyone's; an id the history does not hold, or
+    // holds for another user, is told apart from "nothing new".
+    let c = unique("u");
+    let mut order = Vec::new();
+    for (i, who) in [&a, &c, &a, &c, &a].into_iter().enumerate() {
+        let to = if i % 2 == 0 {
+            Mode::Guardian
+        } else {
+            Mode::Hypothesis
+        };
+        let s = switch(who, &unique("sw"), to, 100 - i as i64);
+        store
+            .commit(&CommitBatch {
+                group: group.clone(),
+                topic: topic.clone(),
+                checkpoints: vec![checkpoint(who, 10 + i as i64, (1, i as i64))],
+                switches: vec![s.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        order.push(s);
+    }
+    let after = |p: Option<&str>, id: &str, limit: i64| {
+        let (p, id) = (p.map(str::to_string), id.to_string());
+        async move {
+            store
+                .switches_after(p.as_deref(), &id, limit)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        after(Some(&a), &ids[1], 10).await,
+        Some(vec![order[0].clone(), order[2].clone(), order[4].clone()])
+    );
+    assert_eq!(
+        after(Some(&a), &order[0].switch_id, 10).await,
+        Some(vec![order[2].clone(), order[4].clone()])
+    );
+    assert_eq!(
+        after(None, &order[0].switch_id, 10).await,
+        Some(order[1..].to_vec())
+    );
+    assert_eq!(
+        after(None, &order[0].switch_id, 2).await,
+        Some(order[1..3].to_vec())
+    );
+    assert_eq!(after(Some(&a), &order[4].switch_id, 10).await, Some(vec![]));
+    assert_eq!(after(None, &order[4].switch_id, 10).await, Some(vec![]));
+    assert_eq!(after(Some(&a), &order[1].switch_id, 10).await, None);
+    assert_eq!(after(Some(&a), "no-such-switch", 10).await, None);
+    assert_eq!(after(None, "no-such-switch", 10).await, None);
 }
 
 async fn dedup_contract(d: &dyn Dedup) {
@@ -215,8 +340,9 @@ fn view(pseudonym: &str, mode: Mode) -> StateView {
                 ..hrv
             },
             resting_heart_rate: RestingHeartRateBaseline {
-                baseline_bpm: 58.0,
+                baseline_bpm: Some(58.0),
                 days: 20,
+                required_days: 3,
             },
             heart_rate: HeartRateBaseline {
                 baseline_bpm: 70.0,
@@ -465,7 +591,7 @@ async fn sqlite_store_meets_its_contracts() {
 
 #[tokio::test]
 async fn redis_dedup_meets_the_contract() {
-    let d = RedisDedup::connect(&redis_url(), 60, Duration::from_secs(1))
+    let d = RedisDedup::connect(&redis_url(), None, 60, Duration::from_secs(1))
         .await
         .unwrap();
     dedup_contract(&d).await;
@@ -479,7 +605,9 @@ async fn memory_dedup_meets_the_contract() {
 
 #[tokio::test]
 async fn redis_state_cache_meets_the_contract() {
-    let c = RedisStateCache::connect(&redis_url(), 1, 5).await.unwrap();
+    let c = RedisStateCache::connect(&redis_url(), None, 1, 5)
+        .await
+        .unwrap();
     state_cache_contract(&c).await;
 }
 

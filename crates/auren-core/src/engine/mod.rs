@@ -454,7 +454,7 @@ impl UserState {
     }
 
     /// Resting HR baseline once a few nights exist: corroboration needs the user's own level.
-    pub(crate) fn resting_hr_baseline(&self, cfg: &EngineConfig) -> Option<f64> {
+    pub fn resting_hr_baseline(&self, cfg: &EngineConfig) -> Option<f64> {
         let st = self.resting_heart_rate.stats();
         (st.long_days >= cfg.baselines.min_short_window_days).then_some(st.long_mean)
     }

@@ -170,7 +170,17 @@ impl Bridge {
                     _ = shutdown.wait() => continue,
                 };
                 let result = match batch {
-                    Ok(records) => self.process(&mut *source, records).await,
+                    // A poll that found nothing is no batch worth a span.
+                    Ok(records) if records.is_empty() => self.process(&mut *source, records).await,
+                    Ok(records) => {
+                        let span = tracing::info_span!(
+                            target: crate::telemetry::TRACE_TARGET,
+                            "bridge.batch",
+                            records = records.len(),
+                        );
+                        tracing::Instrument::instrument(self.process(&mut *source, records), span)
+                            .await
+                    }
                     Err(crate::log::LogError::Rebalanced) => self.rebalanced(&mut *source).await,
                     Err(e) => Err(e.into()),
                 };
@@ -501,7 +511,14 @@ impl Bridge {
         batch.offsets = safe.into_iter().collect();
         batch.offsets.sort();
         let started = Instant::now();
-        self.store.commit(&batch).await?;
+        let span = tracing::info_span!(
+            target: crate::telemetry::TRACE_TARGET,
+            "store.commit",
+            backend = self.store.backend(),
+            checkpoints = batch.checkpoints.len(),
+            switches = batch.switches.len(),
+        );
+        tracing::Instrument::instrument(self.store.commit(&batch), span).await?;
         let took = started.elapsed().as_secs_f64();
         metrics::histogram!("auren_checkpoint_save_seconds").record(took);
         if took > latency_alert {
@@ -521,6 +538,7 @@ impl Bridge {
         source.committed(&batch.offsets).await;
         if !batch.switches.is_empty() {
             self.wake.wake();
+            let batch_switches = batch.switches.len();
             let msgs = batch
                 .switches
                 .into_iter()
@@ -529,7 +547,12 @@ impl Bridge {
                     message: m,
                 })
                 .collect();
-            if let Err(e) = self.publish(msgs).await {
+            let span = tracing::info_span!(
+                target: crate::telemetry::TRACE_TARGET,
+                "log.publish",
+                switches = batch_switches,
+            );
+            if let Err(e) = tracing::Instrument::instrument(self.publish(msgs), span).await {
                 // Committed in the outbox; published when the outbox drains.
                 tracing::warn!(error = %e, "publishing mode switches failed; they stay in the outbox");
                 self.outbox_pending = true;

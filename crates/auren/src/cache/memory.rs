@@ -1,99 +1,89 @@
-//! In-process dedup map with expiry and a size bound, for runs without Redis.
+//! In-process dedup map with expiry and a size bound, for runs without Redis: a `moka` cache
+//! whose entries each live as long as their state allows (a claim until the log should have
+//! confirmed it, a confirmed id for the dedup TTL).
 
 use super::{CacheError, CachedUser, Claim, Dedup, StateCache};
 use crate::messages::{SeriesPoint, StateView};
 use async_trait::async_trait;
+use moka::ops::compute::Op;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-#[derive(Clone, Copy)]
-struct Entry {
-    done: bool,
-    expires: Instant,
+/// Per-entry lifetimes: the value is whether the id is confirmed (`true`) or only claimed.
+struct Lifetimes {
+    ttl: Duration,
+    claim_ttl: Duration,
+}
+
+impl Lifetimes {
+    fn of(&self, done: bool) -> Option<Duration> {
+        Some(if done { self.ttl } else { self.claim_ttl })
+    }
+}
+
+impl moka::Expiry<String, bool> for Lifetimes {
+    fn expire_after_create(&self, _: &String, done: &bool, _: Instant) -> Option<Duration> {
+        self.of(*done)
+    }
+    fn expire_after_update(
+        &self,
+        _: &String,
+        done: &bool,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        self.of(*done)
+    }
 }
 
 pub struct MemoryDedup {
-    map: Mutex<HashMap<String, Entry>>,
-    ttl: Duration,
-    claim_ttl: Duration,
-    capacity: usize,
+    ids: moka::sync::Cache<String, bool>,
 }
 
 impl MemoryDedup {
+    /// Beyond `capacity` ids, the least likely to be asked again are forgotten first (a
+    /// forgotten id costs a duplicate in the log, which the bridge recognises).
     pub fn new(ttl: Duration, claim_ttl: Duration, capacity: usize) -> Self {
         Self {
-            map: Mutex::new(HashMap::new()),
-            ttl,
-            claim_ttl,
-            capacity,
+            ids: moka::sync::Cache::builder()
+                .max_capacity(capacity as u64)
+                .expire_after(Lifetimes { ttl, claim_ttl })
+                .build(),
         }
-    }
-
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        // A panic elsewhere while holding the lock cannot leave the map inconsistent.
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 #[async_trait]
 impl Dedup for MemoryDedup {
     async fn claim(&self, ids: &[String]) -> Result<Vec<Claim>, CacheError> {
-        let now = Instant::now();
-        let mut map = self.map();
-        if map.len() + ids.len() > self.capacity {
-            map.retain(|_, e| e.expires > now);
-            // Still full: forget the entries closest to expiry rather than grow without bound.
-            if map.len() + ids.len() > self.capacity {
-                let mut by_expiry: Vec<(Instant, String)> =
-                    map.iter().map(|(k, e)| (e.expires, k.clone())).collect();
-                by_expiry.sort();
-                let excess = map.len() + ids.len() - self.capacity;
-                for (_, k) in by_expiry.into_iter().take(excess) {
-                    map.remove(&k);
-                }
-            }
-        }
+        // Each id is claimed atomically: of two requests racing for it, one inserts it.
         Ok(ids
             .iter()
-            .map(|id| match map.get(id) {
-                Some(e) if e.expires > now && e.done => Claim::Done,
-                Some(e) if e.expires > now => Claim::InFlight,
-                _ => {
-                    map.insert(
-                        id.clone(),
-                        Entry {
-                            done: false,
-                            expires: now + self.claim_ttl,
-                        },
-                    );
-                    Claim::Claimed
+            .map(|id| {
+                let entry = self.ids.entry(id.clone()).or_insert(false);
+                match (entry.is_fresh(), entry.into_value()) {
+                    (true, _) => Claim::Claimed,
+                    (false, true) => Claim::Done,
+                    (false, false) => Claim::InFlight,
                 }
             })
             .collect())
     }
 
     async fn confirm(&self, ids: &[String]) -> Result<(), CacheError> {
-        let expires = Instant::now() + self.ttl;
-        let mut map = self.map();
         for id in ids {
-            map.insert(
-                id.clone(),
-                Entry {
-                    done: true,
-                    expires,
-                },
-            );
+            self.ids.insert(id.clone(), true);
         }
         Ok(())
     }
 
     async fn release(&self, ids: &[String]) -> Result<(), CacheError> {
-        let mut map = self.map();
         for id in ids {
-            if map.get(id).is_some_and(|e| !e.done) {
-                map.remove(id);
-            }
+            self.ids.entry(id.clone()).and_compute_with(|e| match e {
+                Some(e) if !*e.value() => Op::Remove,
+                _ => Op::Nop,
+            });
         }
         Ok(())
     }
@@ -204,6 +194,43 @@ mod tests {
         for i in 0..50 {
             d.claim(&[i.to_string()]).await.unwrap();
         }
-        assert!(d.map().len() <= 5);
+        d.ids.run_pending_tasks();
+        assert!(d.ids.entry_count() <= 5, "{}", d.ids.entry_count());
+    }
+
+    #[tokio::test]
+    async fn a_claim_expires_sooner_than_a_confirmed_id() {
+        let d = MemoryDedup::new(Duration::from_secs(60), Duration::from_millis(50), 100);
+        let (a, b) = (vec!["a".to_string()], vec!["b".to_string()]);
+        d.claim(&a).await.unwrap();
+        d.claim(&b).await.unwrap();
+        d.confirm(&b).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        // The unconfirmed claim lapsed (its request died): the id may be claimed again.
+        assert_eq!(d.claim(&a).await.unwrap(), vec![Claim::Claimed]);
+        assert_eq!(d.claim(&b).await.unwrap(), vec![Claim::Done]);
+        // Releasing a confirmed id changes nothing.
+        d.release(&b).await.unwrap();
+        assert_eq!(d.claim(&b).await.unwrap(), vec![Claim::Done]);
+    }
+
+    #[tokio::test]
+    async fn racing_claims_of_one_id_give_it_to_one() {
+        let d = std::sync::Arc::new(MemoryDedup::new(
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+            1000,
+        ));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let d = d.clone();
+                tokio::spawn(async move { d.claim(&["x".to_string()]).await.unwrap()[0] })
+            })
+            .collect();
+        let mut claimed = 0;
+        for t in tasks {
+            claimed += (t.await.unwrap() == Claim::Claimed) as usize;
+        }
+        assert_eq!(claimed, 1);
     }
 }

@@ -78,9 +78,14 @@ pub async fn open_dedup(
     let ttl = Duration::from_secs(cache.dedup_ttl_seconds);
     Ok(match &cache.redis_url {
         Some(url) => Arc::new(
-            redis::RedisDedup::connect(url, cache.dedup_ttl_seconds, claim_ttl)
-                .await
-                .context("connecting to Redis")?,
+            redis::RedisDedup::connect(
+                url,
+                cache.redis_ca_file.as_deref(),
+                cache.dedup_ttl_seconds,
+                claim_ttl,
+            )
+            .await
+            .context("connecting to Redis")?,
         ),
         None => Arc::new(memory::MemoryDedup::new(ttl, claim_ttl, 1_000_000)),
     })
@@ -92,6 +97,7 @@ pub async fn open_state_cache(cache: &CacheSettings) -> anyhow::Result<Arc<dyn S
         Some(url) => Arc::new(
             redis::RedisStateCache::connect(
                 url,
+                cache.redis_ca_file.as_deref(),
                 cache.redis_ttl_seconds,
                 cache.max_timeseries_entries,
             )

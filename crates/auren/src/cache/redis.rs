@@ -1,9 +1,13 @@
 //! Redis dedup: `SET auren:dedup:<event id> p NX PX <claim ttl> GET` claims atomically and tells, in the
 //! same round trip, whether the id was already done or in flight. Event ids are hashes, not PHI.
+//!
+//! A `rediss://` URL connects over TLS (rustls), verified against `ca_file` when given, else the
+//! system's roots; `rediss://…/#insecure` skips verification (never in production).
 
 use super::{CacheError, Claim, Dedup};
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
+use std::path::Path;
 
 pub struct RedisDedup {
     conn: ConnectionManager,
@@ -17,8 +21,18 @@ fn key(id: &str) -> String {
 
 /// A reconnecting connection with short timeouts: a slow or absent Redis must degrade quickly,
 /// never stall a webhook or the bridge.
-async fn manager(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url)?;
+async fn manager(url: &str, ca_file: Option<&Path>) -> anyhow::Result<ConnectionManager> {
+    crate::tls::install_default_provider();
+    let client = match ca_file {
+        Some(ca) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(crate::tls::read_ca_pem(ca)?),
+            },
+        )?,
+        None => redis::Client::open(url)?,
+    };
     let cfg = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(std::time::Duration::from_secs(2))
         .set_response_timeout(std::time::Duration::from_secs(2))
@@ -29,11 +43,12 @@ async fn manager(url: &str) -> anyhow::Result<ConnectionManager> {
 impl RedisDedup {
     pub async fn connect(
         url: &str,
+        ca_file: Option<&Path>,
         ttl_seconds: u64,
         claim_ttl: std::time::Duration,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            conn: manager(url).await?,
+            conn: manager(url, ca_file).await?,
             ttl_seconds,
             claim_ttl_ms: claim_ttl.as_millis().max(1) as u64,
         })
@@ -127,9 +142,14 @@ pub struct RedisStateCache {
 }
 
 impl RedisStateCache {
-    pub async fn connect(url: &str, ttl_seconds: u64, max_points: usize) -> anyhow::Result<Self> {
+    pub async fn connect(
+        url: &str,
+        ca_file: Option<&Path>,
+        ttl_seconds: u64,
+        max_points: usize,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            conn: manager(url).await?,
+            conn: manager(url, ca_file).await?,
             ttl_seconds,
             max_points,
         })

@@ -9,7 +9,9 @@ pub mod access;
 pub mod admin_webhooks;
 pub mod auth_limit;
 pub mod connect;
+pub mod events;
 pub mod health;
+pub mod keys;
 pub mod openapi;
 pub mod problem;
 pub mod server;
@@ -23,7 +25,7 @@ use auren_core::pseudonym::Pseudonymizer;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -60,18 +62,22 @@ pub struct Inner {
     pub webhook_allow_private: bool,
     /// Users' vendor connections (OAuth2), for `/connect/...`.
     pub connections: Arc<crate::connect::Connections>,
+    /// Switches and state changes for the live event streams.
+    pub live: Arc<crate::live::Hub>,
+    pub sse: events::SseSettings,
 }
 
-/// How long a key lookup is trusted before the store is asked again.
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 const KEY_CACHE_MAX: u64 = 100_000;
 
-/// The key cache: bounded, least recently used keys leave first, entries expire after
-/// [`KEY_CACHE_TTL`].
-pub fn key_cache() -> moka::sync::Cache<String, String> {
+/// The key cache: bounded, least recently used keys leave first, entries expire `ttl` after they
+/// were looked up. The TTL is the bound on revocation: an instance that did not revoke a key
+/// itself learns of it when its entry expires (`AUREN_KEY_CACHE_TTL_SECONDS`); zero caches
+/// nothing.
+pub fn key_cache(ttl: Duration) -> moka::sync::Cache<String, String> {
+    let capacity = if ttl.is_zero() { 0 } else { KEY_CACHE_MAX };
     moka::sync::Cache::builder()
-        .max_capacity(KEY_CACHE_MAX)
-        .time_to_live(KEY_CACHE_TTL)
+        .max_capacity(capacity)
+        .time_to_live(ttl)
         .build()
 }
 
@@ -167,8 +173,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/users/{user_id}/state", get(users::user_state))
         .route("/users/{user_id}/modes", get(users::user_modes))
+        .route("/users/{user_id}/events", get(events::user_events))
+        .route("/admin/events", get(events::admin_events))
         .route("/admin/reload", post(users::reload))
-        .route("/admin/users/{user_id}/keys", post(users::issue_key))
+        .route(
+            "/admin/users/{user_id}/keys",
+            post(users::issue_key).get(keys::list_keys),
+        )
+        .route("/admin/keys/{key_id}", delete(keys::revoke_key))
         .route(
             "/admin/webhooks",
             get(admin_webhooks::list).post(admin_webhooks::create),

@@ -13,19 +13,24 @@
 //! - **cap**: at most `max_connections` are open; past it the listener stops accepting and new
 //!   connections wait in the kernel's backlog until one closes.
 //!
+//! - **TLS handshake** (when the listener serves HTTPS): it must end within `header_read_timeout`
+//!   of the accept, so a client that connects and says nothing, or speaks plain HTTP to the TLS
+//!   port, holds its slot no longer than a slow header would.
+//!
 //! A response still streaming (a live event stream) keeps its connection busy, never idle.
 //! Hyper's own header timer is not used: it starts as soon as a connection waits for a request,
 //! so it cannot tell a slow header from an idle keep-alive connection.
 
 use crate::settings::HttpSettings;
 use crate::shutdown::Shutdown;
+use crate::tls::ReloadingCert;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -46,6 +51,8 @@ struct Activity {
     head_started: AtomicU64,
     /// When the connection last became idle.
     idle_since: AtomicU64,
+    /// A handler asked for the connection to be closed ([`CloseConnection`]).
+    close: AtomicBool,
 }
 
 impl Activity {
@@ -56,6 +63,7 @@ impl Activity {
             head_started: AtomicU64::new(0),
             // Offset by one so that "idle since the start" is not the unset value.
             idle_since: AtomicU64::new(1),
+            close: AtomicBool::new(false),
         })
     }
 
@@ -78,6 +86,9 @@ impl Activity {
 
     /// Why the connection should be closed now, if it should.
     fn expired(&self, limits: &Limits) -> Option<&'static str> {
+        if self.close.load(Ordering::Acquire) {
+            return Some("closed_by_handler");
+        }
         if self.busy.load(Ordering::Acquire) > 0 {
             return None;
         }
@@ -88,6 +99,19 @@ impl Activity {
         }
         let idle = self.idle_since.load(Ordering::Relaxed);
         (now.saturating_sub(idle) > limits.idle).then_some("idle_timeout")
+    }
+}
+
+/// Lets the handler of a long streaming response (a live event stream) close its connection.
+/// Ending the body is not enough when the client stopped reading: hyper, blocked writing to it,
+/// no longer polls the body, so the connection would stay open for as long as the client likes.
+/// The watchdog closes it at its next tick. In the request's extensions when served here.
+#[derive(Clone)]
+pub struct CloseConnection(Arc<Activity>);
+
+impl CloseConnection {
+    pub fn close(&self) {
+        self.0.close.store(true, Ordering::Release);
     }
 }
 
@@ -126,13 +150,13 @@ impl Drop for BusyGuard {
     }
 }
 
-/// The socket, reporting each read to the watchdog.
-struct Watched {
-    io: TcpStream,
+/// The socket (or the TLS stream over it), reporting each read to the watchdog.
+struct Watched<S> {
+    io: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -147,7 +171,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -181,16 +205,26 @@ struct Limits {
 }
 
 /// Serves `router` on `listener` until `shutdown` fires; then stops accepting, lets requests in
-/// flight finish (up to a grace period) and returns.
+/// flight finish (up to a grace period) and returns. With `tls`, every connection is HTTPS and
+/// the certificate files are watched (polled each second) and reloaded when they change.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     settings: &HttpSettings,
+    tls: Option<Arc<ReloadingCert>>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let limits = Limits {
         header_read: settings.header_read_timeout_ms,
         idle: settings.idle_timeout_ms,
+    };
+    let acceptor = match tls {
+        Some(cert) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config()?);
+            tokio::spawn(watch_certificate(cert, shutdown.clone()));
+            Some(acceptor)
+        }
+        None => None,
     };
     let tick = Duration::from_millis((limits.header_read.min(limits.idle) / 4).clamp(20, 1000));
     let slots = Arc::new(Semaphore::new(settings.max_connections as usize));
@@ -216,9 +250,17 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (router, shutdown, gauge) = (router.clone(), shutdown.clone(), gauge.clone());
+        let acceptor = acceptor.clone();
         gauge.increment(1.0);
         connections.spawn(async move {
-            serve_connection(stream, peer, router, limits, tick, shutdown).await;
+            match acceptor {
+                None => serve_connection(stream, peer, router, limits, tick, shutdown).await,
+                Some(acceptor) => {
+                    if let Some(tls) = handshake(&acceptor, stream, limits, &shutdown).await {
+                        serve_connection(tls, peer, router, limits, tick, shutdown).await;
+                    }
+                }
+            }
             gauge.decrement(1.0);
             drop(permit);
         });
@@ -236,14 +278,62 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_connection(
+/// The server side of a TLS handshake, under the header deadline; `None` closes the connection.
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
     stream: TcpStream,
+    limits: Limits,
+    shutdown: &Shutdown,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let deadline = Duration::from_millis(limits.header_read);
+    let reason = tokio::select! {
+        done = tokio::time::timeout(deadline, acceptor.accept(stream)) => match done {
+            Ok(Ok(tls)) => return Some(tls),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                "tls_handshake_failed"
+            }
+            Err(_) => "tls_handshake_timeout",
+        },
+        _ = shutdown.wait() => "shutdown",
+    };
+    metrics::counter!("auren_http_connections_closed_total", "reason" => reason).increment(1);
+    None
+}
+
+/// Reloads the listener's certificate when its files change, until shutdown. A pair that does
+/// not load is logged and the certificate in force is kept.
+async fn watch_certificate(cert: Arc<ReloadingCert>, shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+        match cert.reload_if_changed() {
+            None => {}
+            Some(Ok(())) => {
+                metrics::counter!("auren_tls_reloads_total", "outcome" => "ok").increment(1);
+                tracing::info!("reloaded the API listener's TLS certificate");
+            }
+            Some(Err(e)) => {
+                metrics::counter!("auren_tls_reloads_total", "outcome" => "rejected").increment(1);
+                tracing::warn!(error = %e, "the new TLS certificate does not load; keeping the one in force");
+            }
+        }
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
     peer: SocketAddr,
     router: Router,
     limits: Limits,
     tick: Duration,
     shutdown: Shutdown,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Activity::new();
     let io = TokioIo::new(Watched {
         io: stream,
@@ -253,6 +343,8 @@ async fn serve_connection(
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let guard = tracker.request_started();
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut()
+            .insert(CloseConnection(tracker.clone()));
         let router = router.clone();
         async move {
             let resp = router.oneshot(req).await?;

@@ -126,13 +126,7 @@ pub async fn user_state(
                 .state_store
                 .load_user(&pseudonym)
                 .await?
-                .ok_or_else(|| {
-                    Problem::new(
-                        StatusCode::NOT_FOUND,
-                        "unknown_user",
-                        "no state for this user yet",
-                    )
-                })?;
+                .ok_or_else(unknown_user)?;
             let s: auren_core::engine::UserState =
                 serde_json::from_value(stored.state).map_err(|_| {
                     Problem::new(
@@ -161,6 +155,27 @@ pub async fn user_state(
         recent_readings,
     })
     .into_response())
+}
+
+fn unknown_user() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "unknown_user",
+        "no state for this user yet",
+    )
+}
+
+/// Whether the bridge has state for the user: cached, or checkpointed.
+async fn known_user(state: &AppState, pseudonym: &str) -> Result<bool, Problem> {
+    if let Ok(Some(_)) = state.inner.state_cache.state(pseudonym).await {
+        return Ok(true);
+    }
+    Ok(state
+        .inner
+        .state_store
+        .load_user(pseudonym)
+        .await?
+        .is_some())
 }
 
 /// `GET /users/{id}/state`: the state view, whose it is, where it was read from, and the
@@ -194,6 +209,7 @@ const MAX_HISTORY: i64 = 1000;
         (status = 400, description = "Invalid user id or query", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Token missing or unknown", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "A key of another user", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No state for this user yet (as for its state)", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed authentications from this address", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable; retry", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
     ))]
@@ -214,6 +230,11 @@ pub async fn user_modes(
         ));
     }
     let modes = state.inner.state_store.history(&pseudonym, limit).await?;
+    // No switch yet: a user the bridge knows has an empty history, one it never saw is 404,
+    // as for the state.
+    if modes.is_empty() && !known_user(&state, &pseudonym).await? {
+        return Err(unknown_user());
+    }
     Ok(Json(json!({"user_id": user_id, "modes": modes})).into_response())
 }
 

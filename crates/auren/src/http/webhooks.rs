@@ -41,7 +41,15 @@ where
     let started = Instant::now();
     let gauge = metrics::gauge!("auren_active_webhook_tasks");
     gauge.increment(1.0);
-    let result = work.await;
+    let span = tracing::info_span!(
+        target: crate::telemetry::TRACE_TARGET,
+        "webhook",
+        otel.kind = "server",
+        source = source_label(source),
+        outcome = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let result = tracing::Instrument::instrument(work, span.clone()).await;
     gauge.decrement(1.0);
     metrics::histogram!("auren_webhook_process_duration_seconds", "source" => source_label(source))
         .record(started.elapsed().as_secs_f64());
@@ -49,6 +57,8 @@ where
         Ok((status, outcome, body)) => (outcome, (status, Json(body)).into_response()),
         Err(p) => (p.reason, p.into_response()),
     };
+    span.record("outcome", outcome);
+    span.record("http.response.status_code", resp.status().as_u16());
     metrics::counter!("auren_webhook_events_total", "source" => source_label(source), "outcome" => outcome)
         .increment(1);
     resp
@@ -147,9 +157,18 @@ async fn append(state: &AppState, events: &[BiometricEvent]) -> Result<Vec<Appen
         })
         .collect();
     let started = Instant::now();
-    let result = tokio::time::timeout(
-        state.inner.log_timeout,
-        state.inner.log.append(&state.inner.events_topic, records),
+    let span = tracing::info_span!(
+        target: crate::telemetry::TRACE_TARGET,
+        "log.append",
+        backend = state.inner.log.backend(),
+        records = events.len(),
+    );
+    let result = tracing::Instrument::instrument(
+        tokio::time::timeout(
+            state.inner.log_timeout,
+            state.inner.log.append(&state.inner.events_topic, records),
+        ),
+        span,
     )
     .await;
     metrics::histogram!("auren_log_append_seconds", "backend" => state.inner.log.backend())

@@ -133,6 +133,13 @@ pub trait EventLog: Send + Sync + 'static {
     /// [`LogError::UnknownTopic`] item.
     fn read(&self, topic: &str, from: StartAt, follow: bool) -> RecordStream;
 
+    /// Follows `topic` outside any group, from the given next-offsets (a partition not listed
+    /// from its beginning), without end and without committing anything anywhere: for a reader
+    /// that must see every record after a position it took itself (with
+    /// [`EventLog::end_offsets`]), and resumes from its own positions after an error. The
+    /// stream ends after an error item; an unknown topic is a [`LogError::UnknownTopic`] item.
+    fn follow(&self, topic: &str, from: &[(i32, i64)]) -> RecordStream;
+
     /// The next offset to be written in each partition of `topic` (its end), for lag and for
     /// readers that wait until a consumer has caught up.
     async fn end_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, LogError>;

@@ -10,7 +10,7 @@ mod postgres;
 mod sql;
 mod sqlite;
 
-pub use postgres::PgStore;
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 
 use crate::messages::SwitchMessage;
@@ -26,6 +26,8 @@ use std::sync::Arc;
 pub enum StoreError {
     #[error("PostgreSQL")]
     Postgres(#[from] sqlx::Error),
+    #[error("TLS to PostgreSQL failed (check sslmode, and the CA in sslrootcert or AUREN_POSTGRES_CA_FILE)")]
+    PostgresTls(#[source] sqlx::Error),
     #[error("PostgreSQL migrations")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("SQLite")]
@@ -36,6 +38,8 @@ pub enum StoreError {
     Task(#[from] tokio::task::JoinError),
     #[error("a stored message is not valid JSON")]
     Json(#[from] serde_json::Error),
+    #[error("a stored time is not RFC 3339")]
+    Time(#[from] chrono::ParseError),
 }
 
 /// A freshly issued key: shown once, stored only as its hash.
@@ -56,12 +60,57 @@ pub fn key_hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// Hex characters of a key's hash that name it in listings and revocations: enough that two
+/// keys never share one in practice (64 bits), and useless to an attacker (a hash prefix of a
+/// 256-bit random key).
+pub const KEY_ID_LEN: usize = 16;
+
+/// The id a key is listed and revoked by: a prefix of its hash, never the key.
+pub fn key_id(key_hash: &str) -> String {
+    key_hash.chars().take(KEY_ID_LEN).collect()
+}
+
+/// Whether `id` has the shape of a key id, checked before any lookup.
+pub fn valid_key_id(id: &str) -> bool {
+    id.len() == KEY_ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A stored key as listed: never the key, nor its whole hash.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct KeyInfo {
+    pub key_id: String,
+    #[serde(skip)]
+    pub user_id: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When it was revoked; null while it is valid.
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The whole hash, for the caller's own cache; never shown.
+    #[serde(skip)]
+    pub key_hash: String,
+}
+
+/// What a revocation found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Revocation {
+    /// Revoked now.
+    Revoked(KeyInfo),
+    /// It had been revoked before; nothing changed.
+    AlreadyRevoked(KeyInfo),
+    NotFound,
+    /// More than one key has this id: none was revoked.
+    Ambiguous,
+}
+
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     /// Stores the hash of `key` for `user_id`.
     async fn insert(&self, key_hash: &str, user_id: &str) -> Result<(), StoreError>;
     /// The user a key belongs to, if the key is known and not revoked.
     async fn user_for(&self, key_hash: &str) -> Result<Option<String>, StoreError>;
+    /// A user's keys, revoked ones included, oldest first.
+    async fn list(&self, user_id: &str) -> Result<Vec<KeyInfo>, StoreError>;
+    /// Revokes the key whose id ([`key_id`]) is `key_id`. Revoking twice changes nothing.
+    async fn revoke(&self, key_id: &str) -> Result<Revocation, StoreError>;
     async fn check(&self) -> Result<(), StoreError>;
     fn backend(&self) -> &'static str;
 }
@@ -144,6 +193,15 @@ pub trait StateStore: Send + Sync + 'static {
     async fn mark_published(&self, switch_ids: &[String]) -> Result<(), StoreError>;
     /// A user's switches, newest first.
     async fn history(&self, pseudonym: &str, limit: i64) -> Result<Vec<SwitchMessage>, StoreError>;
+    /// Up to `limit` switches recorded after `after_switch_id`, oldest first (history order,
+    /// `mode_history.seq`): one user's (by pseudonym) or everyone's. `None` when that switch is
+    /// not in the history (of that user), so a caller can tell "nothing new" from "unknown".
+    async fn switches_after(
+        &self,
+        pseudonym: Option<&str>,
+        after_switch_id: &str,
+        limit: i64,
+    ) -> Result<Option<Vec<SwitchMessage>>, StoreError>;
     async fn check(&self) -> Result<(), StoreError>;
     fn backend(&self) -> &'static str;
 }
@@ -365,9 +423,16 @@ pub async fn open(data: &DataSettings, settings: &StoreSettings) -> anyhow::Resu
     Ok(match &settings.postgres_url {
         Some(url) => {
             let s = Arc::new(
-                PgStore::connect(url)
-                    .await
-                    .context("connecting to PostgreSQL")?,
+                PgStore::connect_with(
+                    url,
+                    &PgOptions {
+                        ca_file: settings.postgres_ca_file.clone(),
+                        min_connections: settings.pg_pool_min_size,
+                        max_connections: settings.pg_pool_max_size,
+                    },
+                )
+                .await
+                .context("connecting to PostgreSQL")?,
             );
             Stores {
                 keys: s.clone(),

@@ -1,8 +1,13 @@
 //! PostgreSQL state store. Its schema is `crates/auren/migrations/postgres`, applied at start.
+//!
+//! TLS is sqlx's (rustls): `sslmode` in the URL is honoured as libpq does (`disable`, `allow`,
+//! `prefer` (the default), `require`, `verify-ca`, `verify-full`), with the CA from the URL's
+//! `sslrootcert`, else [`PgOptions::ca_file`], else the Mozilla roots built in; a client
+//! certificate comes from `sslcert` / `sslkey`.
 
 use super::{
-    sql, CommitBatch, DeliveryStore, KeyStore, OutboxSwitch, PendingDelivery, StateStore,
-    StoreError, StoredUser, WebhookAttempt, WebhookEndpoint,
+    sql, CommitBatch, DeliveryStore, KeyInfo, KeyStore, OutboxSwitch, PendingDelivery, Revocation,
+    StateStore, StoreError, StoredUser, WebhookAttempt, WebhookEndpoint,
 };
 use crate::messages::SwitchMessage;
 use async_trait::async_trait;
@@ -10,6 +15,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::Row;
+use std::path::PathBuf;
 use std::time::Duration;
 
 mod connections;
@@ -20,14 +26,63 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// How to connect besides the URL.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// CA file for `verify-ca` / `verify-full`, used when the URL names no `sslrootcert`.
+    pub ca_file: Option<PathBuf>,
+    pub min_connections: u32,
+    pub max_connections: u32,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            ca_file: None,
+            min_connections: 0,
+            max_connections: 10,
+        }
+    }
+}
+
+/// The URL with `sslrootcert` added from `ca_file` when it names none, so every connection
+/// (the database check and creation included) verifies against the same CA.
+fn with_ca(url: &str, ca_file: Option<&std::path::Path>) -> String {
+    let Some(ca) = ca_file else {
+        return url.to_string();
+    };
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.query_pairs().any(|(k, _)| k == "sslrootcert") => {
+            u.query_pairs_mut()
+                .append_pair("sslrootcert", &ca.to_string_lossy());
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 impl PgStore {
+    /// Connects with the default pool, creating the database when needed (see [`Self::connect_with`]).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &PgOptions::default()).await
+    }
+
     /// Connects, creating the database when it does not exist yet (the role may; when it may
     /// not, the error names the database), and applies the migrations.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect_with(url: &str, o: &PgOptions) -> Result<Self, StoreError> {
         use sqlx::migrate::MigrateDatabase;
-        if !sqlx::Postgres::database_exists(url).await.unwrap_or(true) {
-            sqlx::Postgres::create_database(url).await?;
-            tracing::info!("created the PostgreSQL database named in POSTGRES_URL");
+        let url = with_ca(url, o.ca_file.as_deref());
+        let url = url.as_str();
+        match sqlx::Postgres::database_exists(url).await {
+            Ok(false) => {
+                sqlx::Postgres::create_database(url).await?;
+                tracing::info!("created the PostgreSQL database named in POSTGRES_URL");
+            }
+            // The server refused our TLS (or the CA did not verify it): the pool below would
+            // fail the same way; say so now, with the cause.
+            Err(e) if tls_error(&e) => return Err(StoreError::PostgresTls(e)),
+            // Any other failure (the role may not read pg_database, ...): the pool says more.
+            _ => {}
         }
         // PostgreSQL's NOTICEs (`relation ... already exists, skipping` on every start) are not
         // worth a log line.
@@ -35,16 +90,33 @@ impl PgStore {
             .parse::<sqlx::postgres::PgConnectOptions>()?
             .options([("client_min_messages", "warning")]);
         let pool = PgPoolOptions::new()
-            .max_connections(10)
+            .min_connections(o.min_connections.min(o.max_connections))
+            .max_connections(o.max_connections)
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|e| match tls_error(&e) {
+                true => StoreError::PostgresTls(e),
+                false => StoreError::Postgres(e),
+            })?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+/// Whether a connection failed in TLS: the server does not offer it, or its certificate did not
+/// verify against the CA.
+fn tls_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
     }
 }
 
@@ -66,6 +138,44 @@ impl KeyStore for PgStore {
             .await?)
     }
 
+    async fn list(&self, user_id: &str) -> Result<Vec<KeyInfo>, StoreError> {
+        let rows = sqlx::query(sql::LIST_KEYS)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(key_info).collect()
+    }
+
+    async fn revoke(&self, key_id: &str) -> Result<Revocation, StoreError> {
+        let rows = sqlx::query(sql::KEYS_BY_ID)
+            .bind(key_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut found = match rows.as_slice() {
+            [] => return Ok(Revocation::NotFound),
+            [row] => key_info(row)?,
+            _ => return Ok(Revocation::Ambiguous),
+        };
+        if found.revoked_at.is_some() {
+            return Ok(Revocation::AlreadyRevoked(found));
+        }
+        let revoked: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(sql::REVOKE_KEY)
+            .bind(&found.key_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match revoked {
+            Some(at) => {
+                found.revoked_at = Some(at);
+                Revocation::Revoked(found)
+            }
+            // Another revocation came first.
+            None => match self.revoke(key_id).await? {
+                Revocation::Revoked(k) => Revocation::AlreadyRevoked(k),
+                other => other,
+            },
+        })
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -74,6 +184,17 @@ impl KeyStore for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
     }
+}
+
+fn key_info(r: &sqlx::postgres::PgRow) -> Result<KeyInfo, StoreError> {
+    let key_hash: String = r.try_get(0)?;
+    Ok(KeyInfo {
+        key_id: super::key_id(&key_hash),
+        user_id: r.try_get(1)?,
+        created_at: r.try_get(2)?,
+        revoked_at: r.try_get(3)?,
+        key_hash,
+    })
 }
 
 #[async_trait]
@@ -242,6 +363,54 @@ impl StateStore for PgStore {
         rows.iter()
             .map(|r| Ok(r.try_get::<Json<SwitchMessage>, _>(0)?.0))
             .collect()
+    }
+
+    async fn switches_after(
+        &self,
+        pseudonym: Option<&str>,
+        after_switch_id: &str,
+        limit: i64,
+    ) -> Result<Option<Vec<SwitchMessage>>, StoreError> {
+        let thread = pseudonym.map(crate::messages::thread_id);
+        let seq: Option<i64> = match &thread {
+            Some(t) => {
+                sqlx::query_scalar(sql::SWITCH_SEQ_OF_THREAD)
+                    .bind(after_switch_id)
+                    .bind(t)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_scalar(sql::SWITCH_SEQ)
+                    .bind(after_switch_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+        };
+        let Some(seq) = seq else {
+            return Ok(None);
+        };
+        let rows = match &thread {
+            Some(t) => {
+                sqlx::query(sql::THREAD_SWITCHES_AFTER)
+                    .bind(t)
+                    .bind(seq)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(sql::SWITCHES_AFTER)
+                    .bind(seq)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| Ok(r.try_get::<Json<SwitchMessage>, _>(0)?.0))
+            .collect::<Result<Vec<_>, StoreError>>()
+            .map(Some)
     }
 
     async fn check(&self) -> Result<(), StoreError> {

@@ -8,6 +8,19 @@ pub const INSERT_KEY: &str = "INSERT INTO api_keys (key_hash, user_id) VALUES ($
 pub const USER_FOR_KEY: &str =
     "SELECT user_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL";
 
+pub const LIST_KEYS: &str = "SELECT key_hash, user_id, created_at, revoked_at FROM api_keys
+     WHERE user_id = $1 ORDER BY created_at, key_hash";
+
+/// The keys whose hash starts with the id `$1`: at most two, enough to tell an ambiguous id.
+/// `substr`, not `LIKE`, so no character of the id is a wildcard; a revocation is rare enough
+/// for the scan.
+pub const KEYS_BY_ID: &str = "SELECT key_hash, user_id, created_at, revoked_at FROM api_keys
+     WHERE substr(key_hash, 1, 16) = $1 LIMIT 2";
+
+pub const REVOKE_KEY: &str =
+    "UPDATE api_keys SET revoked_at = now() WHERE key_hash = $1 AND revoked_at IS NULL
+     RETURNING revoked_at";
+
 pub const LOAD_OFFSETS: &str = "SELECT partition, next_offset FROM consumer_offsets
      WHERE consumer_group = $1 AND topic = $2 ORDER BY partition";
 
@@ -130,3 +143,17 @@ pub const INSERT_ATTEMPT: &str = "INSERT INTO webhook_attempts
 pub const SELECT_ATTEMPTS: &str =
     "SELECT message_id, attempt, attempted_at, status, outcome, error,
             duration_ms FROM webhook_attempts WHERE endpoint_id = $1 ORDER BY id DESC LIMIT $2";
+/// The position (`seq`) of switch `$1` in the history of thread `$2`.
+pub const SWITCH_SEQ_OF_THREAD: &str =
+    "SELECT seq FROM mode_history WHERE switch_id = $1 AND thread_id = $2";
+
+/// The position (`seq`) of switch `$1` in the whole history.
+pub const SWITCH_SEQ: &str = "SELECT seq FROM mode_history WHERE switch_id = $1";
+
+/// Thread `$1`'s switches after position `$2`, in history order.
+pub const THREAD_SWITCHES_AFTER: &str = "SELECT message FROM mode_history
+     WHERE thread_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
+/// Every user's switches after position `$1`, in history order.
+pub const SWITCHES_AFTER: &str =
+    "SELECT message FROM mode_history WHERE seq > $1 ORDER BY seq LIMIT $2";

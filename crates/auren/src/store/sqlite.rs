@@ -6,8 +6,8 @@
 //! and the bridge commits one batch at a time.
 
 use super::{
-    sql, CommitBatch, DeliveryStore, KeyStore, OutboxSwitch, PendingDelivery, StateStore,
-    StoreError, StoredUser, WebhookAttempt, WebhookEndpoint,
+    sql, CommitBatch, DeliveryStore, KeyInfo, KeyStore, OutboxSwitch, PendingDelivery, Revocation,
+    StateStore, StoreError, StoredUser, WebhookAttempt, WebhookEndpoint,
 };
 use crate::messages::SwitchMessage;
 use async_trait::async_trait;
@@ -160,6 +160,27 @@ fn json_col<T: serde::de::DeserializeOwned>(text: String) -> Result<T, StoreErro
     Ok(serde_json::from_str(&text)?)
 }
 
+type KeyRow = (String, String, String, Option<String>);
+
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+/// Times are stored as RFC 3339 text (see the migrations).
+fn time_col(text: &str) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    Ok(chrono::DateTime::parse_from_rfc3339(text)?.with_timezone(&chrono::Utc))
+}
+
+fn key_info((key_hash, user_id, created, revoked): KeyRow) -> Result<KeyInfo, StoreError> {
+    Ok(KeyInfo {
+        key_id: super::key_id(&key_hash),
+        user_id,
+        created_at: time_col(&created)?,
+        revoked_at: revoked.as_deref().map(time_col).transpose()?,
+        key_hash,
+    })
+}
+
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn insert(&self, key_hash: &str, user_id: &str) -> Result<(), StoreError> {
@@ -176,6 +197,43 @@ impl KeyStore for SqliteStore {
         self.with(move |c| {
             Ok(c.query_row(sql::USER_FOR_KEY, [k], |r| r.get(0))
                 .optional()?)
+        })
+        .await
+    }
+
+    async fn list(&self, user_id: &str) -> Result<Vec<KeyInfo>, StoreError> {
+        let u = user_id.to_string();
+        self.with(move |c| {
+            let mut st = c.prepare_cached(sql::LIST_KEYS)?;
+            let rows = st.query_map([u], key_row)?.collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(key_info).collect()
+        })
+        .await
+    }
+
+    async fn revoke(&self, key_id: &str) -> Result<Revocation, StoreError> {
+        let id = key_id.to_string();
+        // One transaction: the connection is this store's alone, so nothing comes between the
+        // look-up and the update.
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let rows = {
+                let mut st = tx.prepare_cached(sql::KEYS_BY_ID)?;
+                let rows = st.query_map([&id], key_row)?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            let mut found = match <[_; 1]>::try_from(rows) {
+                Ok([row]) => key_info(row)?,
+                Err(rows) if rows.is_empty() => return Ok(Revocation::NotFound),
+                Err(_) => return Ok(Revocation::Ambiguous),
+            };
+            if found.revoked_at.is_some() {
+                return Ok(Revocation::AlreadyRevoked(found));
+            }
+            let at: String = tx.query_row(sql::REVOKE_KEY, [&found.key_hash], |r| r.get(0))?;
+            tx.commit()?;
+            found.revoked_at = Some(time_col(&at)?);
+            Ok(Revocation::Revoked(found))
         })
         .await
     }
@@ -374,6 +432,44 @@ impl StateStore for SqliteStore {
                 .query_map(params![p, limit], |r| r.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter().map(json_col).collect()
+        })
+        .await
+    }
+
+    async fn switches_after(
+        &self,
+        pseudonym: Option<&str>,
+        after_switch_id: &str,
+        limit: i64,
+    ) -> Result<Option<Vec<SwitchMessage>>, StoreError> {
+        let thread = pseudonym.map(crate::messages::thread_id);
+        let after = after_switch_id.to_string();
+        self.with(move |c| {
+            let seq: Option<i64> = match &thread {
+                Some(t) => c
+                    .query_row(sql::SWITCH_SEQ_OF_THREAD, params![after, t], |r| r.get(0))
+                    .optional()?,
+                None => c
+                    .query_row(sql::SWITCH_SEQ, [&after], |r| r.get(0))
+                    .optional()?,
+            };
+            let Some(seq) = seq else {
+                return Ok(None);
+            };
+            let rows = match &thread {
+                Some(t) => c
+                    .prepare_cached(sql::THREAD_SWITCHES_AFTER)?
+                    .query_map(params![t, seq, limit], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => c
+                    .prepare_cached(sql::SWITCHES_AFTER)?
+                    .query_map(params![seq, limit], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            rows.into_iter()
+                .map(json_col)
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some)
         })
         .await
     }

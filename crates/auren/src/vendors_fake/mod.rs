@@ -538,6 +538,7 @@ pub struct FakeVendorsArgs {
     /// `<data dir>/dev-secrets.json`.
     #[arg(long, env = "WHOOP_CLIENT_SECRET", hide_env_values = true)]
     pub whoop_client_secret: Option<String>,
+    /// The service's data directory, where dev mode keeps its secrets.
     #[arg(long, env = "AUREN_DATA_DIR", default_value = "./data")]
     pub data_dir: std::path::PathBuf,
 }

@@ -1,7 +1,8 @@
 """A Standard Webhooks receiver for the delivery tests: verifies every delivery with the
 `standardwebhooks` package (an independent implementation of the signature), answers 500 to the
 first FAIL_FIRST requests, and appends one JSON line per request to LOG:
-{"n", "webhook_id", "verified", "error", "answered", "type", "switch_id"}.
+{"n", "received_at" (Unix seconds), "webhook_id", "verified", "error", "answered", "type",
+"switch_id"}.
 
     python webhook_receiver.py PORT SECRET_FILE LOG FAIL_FIRST
 
@@ -11,6 +12,7 @@ registered, after this server is up).
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook
@@ -24,10 +26,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         global count
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        received_at = time.time()
         with lock:
             count += 1
             n = count
-        record = {"n": n, "webhook_id": self.headers.get("webhook-id")}
+        record = {"n": n, "received_at": received_at, "webhook_id": self.headers.get("webhook-id")}
         try:
             with open(SECRET_FILE) as f:
                 secret = f.read().strip()

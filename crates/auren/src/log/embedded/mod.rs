@@ -441,6 +441,15 @@ impl EventLog for EmbeddedLog {
         reader::stream(self.dir.clone(), topic.to_string(), from, follow)
     }
 
+    fn follow(&self, topic: &str, from: &[(i32, i64)]) -> RecordStream {
+        reader::follow(
+            self.dir.clone(),
+            topic.to_string(),
+            from,
+            self.notify.clone(),
+        )
+    }
+
     async fn end_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, LogError> {
         let (dir, topic) = (self.dir.clone(), topic.to_string());
         tokio::task::spawn_blocking(move || {

@@ -142,3 +142,87 @@ fn read_loop(
         }
     }
 }
+
+/// See [`crate::log::EventLog::follow`]. Woken by the writer's commit signal (records appear as
+/// soon as they are committed), with a slow poll besides in case the signal is missed.
+pub(super) fn follow(
+    dir: PathBuf,
+    topic: String,
+    from: &[(i32, i64)],
+    notify: std::sync::Arc<tokio::sync::Notify>,
+) -> RecordStream {
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::{Arc, Mutex};
+    struct Follow {
+        dir: PathBuf,
+        topic: String,
+        next: HashMap<i32, i64>,
+        notify: Arc<tokio::sync::Notify>,
+        reader: Arc<Mutex<Option<EmbeddedReader>>>,
+        pending: VecDeque<LoggedRecord>,
+        failed: bool,
+    }
+    let state = Follow {
+        dir,
+        topic,
+        next: from.iter().copied().collect(),
+        notify,
+        reader: Arc::new(Mutex::new(None)),
+        pending: VecDeque::new(),
+        failed: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(r) = st.pending.pop_front() {
+                return Some((Ok(r), st));
+            }
+            if st.failed {
+                return None;
+            }
+            // Registered before reading, so a commit in between is not missed.
+            let notify = st.notify.clone();
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (dir, topic, next, reader) = (
+                st.dir.clone(),
+                st.topic.clone(),
+                st.next.clone(),
+                st.reader.clone(),
+            );
+            let batch = tokio::task::spawn_blocking(move || {
+                let mut guard = reader.lock().unwrap_or_else(|e| e.into_inner());
+                if guard.is_none() {
+                    *guard = Some(EmbeddedReader::open_topic(&dir, &topic)?.0);
+                }
+                let r = guard.as_ref().expect("just opened");
+                let parts = r
+                    .partitions(&topic)?
+                    .ok_or_else(|| LogError::UnknownTopic(topic.clone()))?;
+                let mut batch = Vec::new();
+                for p in 0..parts as i32 {
+                    batch.extend(r.fetch(&topic, p, next.get(&p).copied().unwrap_or(0), 500)?);
+                }
+                batch.sort_by_key(|r| (r.timestamp_ms, r.partition, r.offset));
+                Ok(batch)
+            })
+            .await
+            .unwrap_or_else(|e| Err(LogError::Unavailable(format!("embedded log reader: {e}"))));
+            match batch {
+                Err(e) => {
+                    st.failed = true;
+                    return Some((Err(e), st));
+                }
+                Ok(batch) if batch.is_empty() => {
+                    let _ = tokio::time::timeout(IDLE_POLL, notified).await;
+                }
+                Ok(batch) => {
+                    for r in &batch {
+                        st.next.insert(r.partition, r.offset + 1);
+                    }
+                    st.pending.extend(batch);
+                }
+            }
+        }
+    }))
+}

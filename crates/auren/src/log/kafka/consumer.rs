@@ -69,15 +69,15 @@ fn source_record(m: &BorrowedMessage<'_>) -> SourceRecord {
 
 impl KafkaSubscription {
     pub fn new(
-        bootstrap: &str,
+        base: &ClientConfig,
         group: &str,
         topic: &str,
         stored: &[(i32, i64)],
         session_timeout_ms: u32,
     ) -> Result<Self, LogError> {
         let assignments = Arc::new(AtomicU64::new(0));
-        let consumer: StreamConsumer<GroupContext> = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
+        let consumer: StreamConsumer<GroupContext> = base
+            .clone()
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")

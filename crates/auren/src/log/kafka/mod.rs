@@ -4,6 +4,12 @@
 //! confirmed all of them does the caller get `Ok` (and the HTTP 2xx). Kafka cannot refuse a
 //! duplicate, so duplicates are stopped in front of it by the [`Dedup`] cache, claimed before the
 //! send and confirmed after the delivery report. The bridge's group consumer is in [`consumer`].
+//!
+//! Every client (producer, consumers, admin) starts from one base config: the bootstrap servers,
+//! the security settings (`security.protocol` ssl / sasl_ssl, SASL PLAIN or SCRAM, CA and client
+//! certificates: librdkafka's OpenSSL) and any other property from `AUREN_KAFKA_PROPERTIES`.
+//! librdkafka reports a failed TLS handshake only to the client's error callback, so the
+//! producer keeps the last one ([`BrokerErrors`]) and the start-up check names it.
 
 mod consumer;
 
@@ -15,7 +21,7 @@ use crate::settings::LogSettings;
 use async_trait::async_trait;
 use futures::future::join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -24,13 +30,39 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::TopicPartitionList;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+/// The producer's context: logs broker errors as the default one does, and keeps the last, so a
+/// failed check can say why (`SSL handshake failed: … certificate verify failed`, an
+/// authentication failure) rather than only that no broker answered.
+#[derive(Default, Clone)]
+pub struct BrokerErrors {
+    last: Arc<Mutex<Option<String>>>,
+}
+
+impl BrokerErrors {
+    pub fn last(&self) -> Option<String> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl ClientContext for BrokerErrors {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::error!(error = %error, reason, "Kafka client error");
+        // "1/1 brokers are down" follows every failed connection and says nothing of why.
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
+            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+        }
+    }
+}
+
+type KafkaProducer = FutureProducer<BrokerErrors>;
 
 pub struct KafkaLog {
     /// Made on first use: readers (`log read`, topic creation, end offsets) never start an
     /// idempotent producer session they do not need.
-    producer: RwLock<Option<FutureProducer>>,
+    producer: RwLock<Option<KafkaProducer>>,
     config: ClientConfig,
     /// Set when a delivery failed. An idempotent producer whose messages timed out has a gap in
     /// its sequence numbers; brokers (Tansu among them) may refuse that session for good after a
@@ -39,17 +71,31 @@ pub struct KafkaLog {
     poisoned: AtomicBool,
     dedup: Arc<dyn Dedup>,
     timeout: Duration,
-    bootstrap: String,
+    /// Bootstrap, security and extra properties: what every client of this log starts from.
+    base: ClientConfig,
+    errors: BrokerErrors,
     session_timeout_ms: u32,
+}
+
+/// The config every client starts from: bootstrap servers, security, then the extra properties.
+pub fn base_config(bootstrap: &str, settings: &LogSettings) -> Result<ClientConfig, LogError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    let properties = settings
+        .kafka_client_properties()
+        .map_err(|e| LogError::Unavailable(format!("{e:#}")))?;
+    for (k, v) in properties {
+        c.set(k, v);
+    }
+    Ok(c)
 }
 
 /// `timeout` is the caller's whole budget; the producer gives up a little earlier, so its
 /// delivery error (not the caller's timer) ends the append and marks the producer for replacement.
-pub fn producer_config(bootstrap: &str, timeout: Duration) -> ClientConfig {
+pub fn producer_config(base: &ClientConfig, timeout: Duration) -> ClientConfig {
     let delivery_ms = timeout.as_millis().saturating_sub(500).max(500);
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
+    let mut c = base.clone();
+    c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "2")
         .set("message.timeout.ms", delivery_ms.to_string())
@@ -66,19 +112,21 @@ impl KafkaLog {
         dedup: Arc<dyn Dedup>,
     ) -> Result<Self, LogError> {
         let timeout = settings.log_timeout();
+        let base = base_config(bootstrap, settings)?;
         Ok(Self {
             producer: RwLock::new(None),
-            config: producer_config(bootstrap, timeout),
+            config: producer_config(&base, timeout),
             poisoned: AtomicBool::new(false),
             dedup,
             timeout,
-            bootstrap: bootstrap.to_string(),
+            base,
+            errors: BrokerErrors::default(),
             session_timeout_ms: settings.kafka_session_timeout_ms,
         })
     }
 
     /// The producer, made now if there is none yet or the last one was poisoned.
-    fn producer(&self) -> Result<FutureProducer, LogError> {
+    fn producer(&self) -> Result<KafkaProducer, LogError> {
         let poisoned = self.poisoned.swap(false, Ordering::AcqRel);
         if !poisoned {
             if let Some(p) = self.current_producer() {
@@ -92,14 +140,14 @@ impl KafkaLog {
                 if poisoned {
                     tracing::info!("replacing the Kafka producer after failed deliveries");
                 }
-                let fresh: FutureProducer = self.config.create()?;
+                let fresh: KafkaProducer = self.config.create_with_context(self.errors.clone())?;
                 *slot = Some(fresh.clone());
                 Ok(fresh)
             }
         }
     }
 
-    fn current_producer(&self) -> Option<FutureProducer> {
+    fn current_producer(&self) -> Option<KafkaProducer> {
         self.producer
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -200,7 +248,7 @@ impl EventLog for KafkaLog {
         start: &[(i32, i64)],
     ) -> Result<Box<dyn Subscription>, LogError> {
         Ok(Box::new(consumer::KafkaSubscription::new(
-            &self.bootstrap,
+            &self.base,
             group,
             topic,
             start,
@@ -209,21 +257,23 @@ impl EventLog for KafkaLog {
     }
 
     fn read(&self, topic: &str, from: StartAt, follow: bool) -> RecordStream {
-        let (bootstrap, topic) = (self.bootstrap.clone(), topic.to_string());
+        let (base, topic) = (self.base.clone(), topic.to_string());
         super::blocking_stream(move |send| {
-            let result = read(&bootstrap, &topic, from, follow, |r| Ok(send(Ok(r))));
+            let result = read(&base, &topic, from, follow, |r| Ok(send(Ok(r))));
             if let Err(e) = result {
                 send(Err(e));
             }
         })
     }
 
+    fn follow(&self, topic: &str, from: &[(i32, i64)]) -> RecordStream {
+        follow(self.base.clone(), topic.to_string(), from.to_vec())
+    }
+
     async fn end_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, LogError> {
-        let (bootstrap, topic) = (self.bootstrap.clone(), topic.to_string());
+        let (base, topic) = (self.base.clone(), topic.to_string());
         tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .create()?;
+            let consumer: BaseConsumer = base.create()?;
             let timeout = Duration::from_secs(10);
             partitions(&consumer, &topic)?
                 .into_iter()
@@ -240,17 +290,23 @@ impl EventLog for KafkaLog {
         partitions: i32,
         replication_factor: i32,
     ) -> Result<Vec<(String, bool)>, LogError> {
-        create_topics(&self.bootstrap, topics, partitions, replication_factor).await
+        create_topics(&self.base, topics, partitions, replication_factor).await
     }
 
     async fn check(&self) -> Result<(), LogError> {
         let producer = self.producer()?;
+        let errors = self.errors.clone();
         tokio::task::spawn_blocking(move || {
             producer
                 .client()
                 .fetch_metadata(None, Timeout::After(Duration::from_secs(2)))
                 .map(|_| ())
-                .map_err(LogError::from)
+                .map_err(|e| match errors.last() {
+                    Some(reason) => {
+                        LogError::Unavailable(format!("{e}; last broker error: {reason}"))
+                    }
+                    None => LogError::from(e),
+                })
         })
         .await
         .map_err(|e| LogError::Unavailable(e.to_string()))?
@@ -300,14 +356,12 @@ impl Drop for PoisonOnDrop<'_> {
 
 /// Creates topics; existing ones are left as they are. Returns (topic, created?) pairs.
 async fn create_topics(
-    bootstrap: &str,
+    base: &ClientConfig,
     topics: &[&str],
     partitions: i32,
     replication: i32,
 ) -> Result<Vec<(String, bool)>, LogError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> = base.create()?;
     let new: Vec<NewTopic> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
@@ -345,15 +399,15 @@ fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, LogError
 /// stopping at the end of the log (the high watermarks when reading started) unless `follow`,
 /// or when `each` returns false.
 fn read(
-    bootstrap: &str,
+    base: &ClientConfig,
     topic: &str,
     from: StartAt,
     follow: bool,
     mut each: impl FnMut(LoggedRecord) -> Result<bool, LogError>,
 ) -> Result<(), LogError> {
     let from_beginning = from == StartAt::Beginning;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: BaseConsumer = base
+        .clone()
         .set("group.id", format!("auren-log-read-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         // As for the bridge's consumer: short fetch waits keep Tansu from holding produce
@@ -409,4 +463,71 @@ fn read(
         }
     }
     Ok(())
+}
+
+/// See [`EventLog::follow`]: a consumer that is assigned every partition at the given offsets
+/// and never joins or commits to a group (its group id is its own and unused), so it leaves the
+/// bridge's group and offsets alone. Dropping the stream drops the consumer.
+fn follow(base: ClientConfig, topic: String, from: Vec<(i32, i64)>) -> RecordStream {
+    use futures::StreamExt;
+    use rdkafka::consumer::StreamConsumer;
+    let setup = async move {
+        let (b, t) = (base.clone(), topic.clone());
+        let parts = tokio::task::spawn_blocking(move || {
+            let meta: BaseConsumer = b.create()?;
+            partitions(&meta, &t)
+        })
+        .await
+        .map_err(|e| LogError::Unavailable(format!("Kafka metadata: {e}")))??;
+        let consumer: StreamConsumer = base
+            .clone()
+            .set(
+                "group.id",
+                format!("auren-follow-{}", uuid::Uuid::now_v7().simple()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // As for the bridge's consumer: short fetch waits keep Tansu from holding produce
+            // requests behind a long poll.
+            .set("fetch.wait.max.ms", "10")
+            .set("log_level", "4")
+            .create()?;
+        let start: std::collections::HashMap<i32, i64> = from.into_iter().collect();
+        let mut tpl = TopicPartitionList::new();
+        for p in parts {
+            let offset = match start.get(&p) {
+                Some(o) => rdkafka::Offset::Offset(*o),
+                None => rdkafka::Offset::Beginning,
+            };
+            tpl.add_partition_offset(&topic, p, offset)?;
+        }
+        consumer.assign(&tpl)?;
+        Ok::<_, LogError>(consumer)
+    };
+    futures::stream::once(setup)
+        .flat_map(|consumer| match consumer {
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            Ok(consumer) => futures::stream::unfold(Some(consumer), |consumer| async move {
+                let consumer = consumer?;
+                let item = match consumer.recv().await {
+                    Ok(m) => Ok(LoggedRecord {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m
+                            .key()
+                            .map(|k| String::from_utf8_lossy(k).into_owned())
+                            .unwrap_or_default(),
+                        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+                        value: m.payload().unwrap_or_default().to_vec(),
+                    }),
+                    Err(e) => Err(LogError::from(e)),
+                };
+                // The stream ends after an error; its reader resumes from its own positions.
+                let next = item.is_ok().then_some(consumer);
+                Some((item, next))
+            })
+            .boxed(),
+        })
+        .boxed()
 }
