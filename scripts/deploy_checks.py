@@ -175,6 +175,8 @@ EXPECTED_PANELS = {
     "checkpoint time": "auren_checkpoint_save_seconds_bucket",
     "cache errors": "auren_cache_errors_total",
     "deliveries (dead letters)": 'auren_kafka_messages_processed_total{outcome="dlq"}',
+    "agent deliveries": "auren_agent_deliveries_total",
+    "delivery latency": "auren_agent_delivery_lag_seconds_bucket",
 }
 
 

@@ -176,6 +176,8 @@ impl Connections {
             key,
             store,
             http: reqwest::Client::builder()
+                // rustls: TLS 1.3 preferred, 1.2 the floor.
+                .min_tls_version(reqwest::tls::Version::TLS_1_2)
                 .timeout(Duration::from_millis(settings.vendor_timeout_ms))
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,

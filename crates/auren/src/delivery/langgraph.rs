@@ -64,6 +64,8 @@ impl LangGraph {
         let timeout = Duration::from_millis(s.langgraph_timeout_ms);
         Ok(Self {
             http: reqwest::Client::builder()
+                // rustls: TLS 1.3 preferred, 1.2 the floor.
+                .min_tls_version(reqwest::tls::Version::TLS_1_2)
                 .timeout(timeout)
                 .connect_timeout(Duration::from_secs(5))
                 .build()?,

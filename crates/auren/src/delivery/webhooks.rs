@@ -166,6 +166,8 @@ impl Webhooks {
     ) -> anyhow::Result<Self> {
         let timeout = Duration::from_millis(s.webhook_timeout_ms);
         let mut http = reqwest::Client::builder()
+            // rustls: TLS 1.3 preferred, 1.2 the floor.
+            .min_tls_version(reqwest::tls::Version::TLS_1_2)
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
