@@ -121,6 +121,26 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "Connections the listener closed itself, by reason (timeouts, errors, failed TLS handshakes).",
     ),
     (
+        "auren_vendor_connections_total",
+        Kind::Counter,
+        "Vendor accounts connected and disconnected (OAuth2), by vendor and outcome.",
+    ),
+    (
+        "auren_vendor_token_refreshes_total",
+        Kind::Counter,
+        "Vendor token refreshes, by vendor and outcome (refreshed, or revoked when refused).",
+    ),
+    (
+        "auren_vendor_notifications_total",
+        Kind::Counter,
+        "Vendor notifications the fetch worker handled, by vendor and outcome (fetched, parked, ...).",
+    ),
+    (
+        "auren_vendor_fetched_events_total",
+        Kind::Counter,
+        "Readings fetched from vendors and appended to the log, by vendor.",
+    ),
+    (
         "auren_sse_clients",
         Kind::Gauge,
         "Open live event streams, by stream (user or admin).",
