@@ -97,6 +97,15 @@ pub enum UrlError {
     Private,
 }
 
+/// The URL's host when it is an address: the resolver is not asked for it, so it is checked here.
+fn literal_ip(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
+}
+
 /// Checks an endpoint URL at registration: its form, and where its host points now.
 pub async fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, UrlError> {
     let url = url::Url::parse(raw).map_err(|_| UrlError::Invalid)?;
@@ -110,10 +119,9 @@ pub async fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, UrlEr
     if allow_private {
         return Ok(url);
     }
-    let ips: Vec<IpAddr> = match host {
-        url::Host::Ipv4(ip) => vec![IpAddr::V4(ip)],
-        url::Host::Ipv6(ip) => vec![IpAddr::V6(ip)],
-        url::Host::Domain(d) => tokio::net::lookup_host((d, 0))
+    let ips: Vec<IpAddr> = match (literal_ip(&url), host) {
+        (Some(ip), _) => vec![ip],
+        (None, host) => tokio::net::lookup_host((host.to_string(), 0))
             .await
             .map_err(|_| UrlError::Unresolvable)?
             .map(|a| a.ip())
@@ -213,15 +221,8 @@ impl Webhooks {
             Ok(u) => u,
             Err(_) => return (None, Err("the endpoint's URL is not valid".into())),
         };
-        if !self.allow_private {
-            let literal = match url.host() {
-                Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-                Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-                _ => None,
-            };
-            if literal.is_some_and(|ip| !is_public(ip)) {
-                return (None, Err(UrlError::Private.to_string()));
-            }
+        if !self.allow_private && literal_ip(&url).is_some_and(|ip| !is_public(ip)) {
+            return (None, Err(UrlError::Private.to_string()));
         }
         let secret = match self.key.open(&e.secret_sealed) {
             Ok(s) => String::from_utf8_lossy(&s).into_owned(),
