@@ -2,8 +2,9 @@
 //!
 //! Oura signs `x-oura-timestamp || body` with the app's client secret (`signature.rs` holds
 //! `sign` and `verify` side by side). Deliveries carry ids only (`object_id`, `data_type`,
-//! `event_type`, `user_id`); the data is fetched afterwards.
+//! `event_type`, `user_id`); the data is fetched afterwards (`data.rs` reads it).
 
+pub mod data;
 mod signature;
 
 pub use signature::{
