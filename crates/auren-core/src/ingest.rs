@@ -3,7 +3,8 @@
 //! and the [`IngestLimits`] that bound what one request may make us do.
 
 use crate::model::{
-    BiometricEvent, EventId, Notification, Payload, Reading, Subject, Vendor, EVENT_SCHEMA_VERSION,
+    Backfill, BiometricEvent, Deletion, EventId, Notification, Payload, Reading, Subject, Vendor,
+    EVENT_SCHEMA_VERSION,
 };
 use crate::pseudonym::Pseudonymizer;
 use crate::vendors::{oura, whoop, NormalisedSample};
@@ -160,6 +161,53 @@ pub fn whoop_notification(
             object_id: d.id.to_id_string(),
             trace_id: Some(d.trace_id.clone()),
         }),
+    }
+}
+
+/// A vendor object deleted at the vendor, for our user `user_id`. The id covers the object, so
+/// a redelivered deletion is a duplicate.
+pub fn deletion_event(
+    vendor: Vendor,
+    user_id: &str,
+    data_type: &str,
+    object_id: &str,
+    p: &Pseudonymizer,
+    received_at: DateTime<Utc>,
+) -> BiometricEvent {
+    BiometricEvent {
+        schema: EVENT_SCHEMA_VERSION,
+        id: EventId::derive(&[vendor.as_str(), user_id, "deleted", data_type, object_id]),
+        subject: subject(p, user_id.to_string()),
+        vendor,
+        device: None,
+        occurred_at: received_at,
+        received_at,
+        payload: Payload::Deletion(Deletion {
+            data_type: data_type.into(),
+            object_id: object_id.into(),
+        }),
+    }
+}
+
+/// The marker ahead of a backfilled history (see [`crate::model::Backfill`]). Its id covers
+/// the start of the history, so re-marking the same backfill after a restart is a duplicate.
+pub fn backfill_marker(
+    vendor: Vendor,
+    user_id: &str,
+    since: DateTime<Utc>,
+    p: &Pseudonymizer,
+    received_at: DateTime<Utc>,
+) -> BiometricEvent {
+    let from = since.to_rfc3339();
+    BiometricEvent {
+        schema: EVENT_SCHEMA_VERSION,
+        id: EventId::derive(&[vendor.as_str(), user_id, "backfill", &from]),
+        subject: subject(p, user_id.to_string()),
+        vendor,
+        device: None,
+        occurred_at: received_at,
+        received_at,
+        payload: Payload::Backfill(Backfill { since }),
     }
 }
 

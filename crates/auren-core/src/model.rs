@@ -380,11 +380,34 @@ pub struct Notification {
     pub trace_id: Option<String>,
 }
 
+/// A vendor object the vendor says is gone (an Oura `delete`, a WHOOP `*.deleted`), under our
+/// user: downstream consumers (an agent's history, an export) can drop what came from it. The
+/// engine does not take readings back out of baselines already built: one night among sixty
+/// barely moves them, and the readings themselves were real when they were taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deletion {
+    /// The vendor's data type (`sleep`, `workout`, `recovery` ...).
+    pub data_type: String,
+    pub object_id: String,
+}
+
+/// Marks the start of a history fetched from a vendor when the user connected. It goes into the
+/// log, keyed by the user, ahead of the history itself, so the bridge learns in order that the
+/// readings that follow are the user's own past: their baselines are personal from the first
+/// day (see `UserState::mark_backfilled`) instead of waiting out a calibration period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Backfill {
+    /// Start of the fetched history.
+    pub since: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Payload {
     Reading(Reading),
     Notification(Notification),
+    Deletion(Deletion),
+    Backfill(Backfill),
 }
 
 /// Stable id of an event, derived from vendor ids or sample content, never random: a redelivery
@@ -445,7 +468,7 @@ impl BiometricEvent {
     pub fn reading(&self) -> Option<&Reading> {
         match &self.payload {
             Payload::Reading(r) => Some(r),
-            Payload::Notification(_) => None,
+            Payload::Notification(_) | Payload::Deletion(_) | Payload::Backfill(_) => None,
         }
     }
 }

@@ -594,7 +594,8 @@ impl UserState {
         fresh
     }
 
-    /// Applies one event. Notifications carry no values and change nothing.
+    /// Applies one event. Notifications and deletions carry no values and change nothing; a
+    /// backfill marker only marks the user (their history follows).
     pub fn apply(
         &mut self,
         cfg: &EngineConfig,
@@ -609,8 +610,13 @@ impl UserState {
             switch: None,
             significant: false,
         };
-        let Payload::Reading(r) = &event.payload else {
-            return out;
+        let r = match &event.payload {
+            Payload::Reading(r) => r,
+            Payload::Backfill(_) => {
+                self.mark_backfilled();
+                return out;
+            }
+            Payload::Notification(_) | Payload::Deletion(_) => return out,
         };
         let at = event.occurred_at.timestamp();
         let received = event.received_at.timestamp();

@@ -444,7 +444,14 @@ fn a_nightly_summary_crash_is_reflex_with_resting_hr_and_stands_until_the_next_n
 #[test]
 fn a_backfilled_user_is_personal_from_the_first_day() {
     let mut r = Run::new();
-    r.state.mark_backfilled();
+    // The marker the backfill puts in the log ahead of the history is what tells the engine.
+    let mut marker = ev(Metric::HeartRate, 70.0, T0);
+    marker.id = EventId::derive(&["backfill"]);
+    marker.payload = Payload::Backfill(crate::model::Backfill {
+        since: chrono::DateTime::from_timestamp(T0, 0).unwrap(),
+    });
+    let out = r.state.apply(&r.cfg, USER, &marker);
+    assert!(!out.applied && r.state.events == 0 && r.state.clock.is_none());
     for d in 0..4 {
         r.feed(Metric::HrvRmssd, 50.0, T0 + d * DAY + 6 * 3600);
     }
@@ -598,7 +605,17 @@ fn notifications_and_redeliveries_change_nothing() {
         trace_id: None,
     });
     assert!(!r.state.apply(&r.cfg, USER, &n).applied);
+    n.id = EventId::derive(&["d"]);
+    n.payload = Payload::Deletion(crate::model::Deletion {
+        data_type: "sleep".into(),
+        object_id: "x".into(),
+    });
+    assert!(!r.state.apply(&r.cfg, USER, &n).applied);
     assert_eq!(r.state.events, 1);
+    assert!(
+        !r.state.flags.backfilled,
+        "only a backfill marker marks the user"
+    );
 }
 
 #[test]
