@@ -24,7 +24,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Service {
     pub state: AppState,
     /// The fetch-after-notify worker, run beside the bridge.
-    fetcher: Option<crate::connect::fetch::Fetcher>,
+    vendor_workers: Option<(crate::connect::fetch::Fetcher, crate::connect::sync::Syncer)>,
     bridge: Option<(Bridge, Deliveries)>,
     backends: Arc<Backends>,
     http: crate::settings::HttpSettings,
@@ -112,17 +112,30 @@ impl Service {
             &secrets,
             backends.stores().await?.connections,
         )?);
-        let fetcher = match with_bridge {
-            true => Some(crate::connect::fetch::Fetcher {
-                connections: connections.clone(),
-                log: log.clone(),
-                offsets: backends.state_store().await?,
-                pseudonyms: pseudonyms.clone(),
-                topic: settings.log.events_topic.clone(),
-                group: settings.vendors.fetch_group.clone(),
-                pending_retry: Duration::from_secs(settings.vendors.pending_score_retry_seconds),
-            }),
-            false => None,
+        // The vendor workers run in every `serve` (bridge or not) once a vendor is configured:
+        // they share the fetch consumer group and the connections' sync leases.
+        let vendor_workers = match connections.configured().next() {
+            Some(_) => Some((
+                crate::connect::fetch::Fetcher {
+                    connections: connections.clone(),
+                    log: log.clone(),
+                    offsets: backends.state_store().await?,
+                    pseudonyms: pseudonyms.clone(),
+                    topic: settings.log.events_topic.clone(),
+                    dlq_topic: settings.log.dlq_topic.clone(),
+                    group: settings.vendors.fetch_group.clone(),
+                    pending_retry: Duration::from_secs(
+                        settings.vendors.pending_score_retry_seconds,
+                    ),
+                },
+                crate::connect::sync::Syncer {
+                    connections: connections.clone(),
+                    log: log.clone(),
+                    pseudonyms: pseudonyms.clone(),
+                    topic: settings.log.events_topic.clone(),
+                },
+            )),
+            None => None,
         };
         let state = AppState {
             inner: Arc::new(Inner {
@@ -158,7 +171,7 @@ impl Service {
         tracing::info!(backends = %backends.describe(), "backends ready");
         Ok(Self {
             state,
-            fetcher,
+            vendor_workers,
             bridge,
             backends,
             http: settings.http.clone(),
@@ -179,8 +192,9 @@ impl Service {
             deliveries.spawn(&shutdown);
             shutdown.spawn("bridge", bridge.run(shutdown.clone()));
         }
-        if let Some(fetcher) = self.fetcher {
+        if let Some((fetcher, syncer)) = self.vendor_workers {
             shutdown.spawn("vendor-fetch", fetcher.run(shutdown.clone()));
+            shutdown.spawn("vendor-sync", syncer.run(shutdown.clone()));
         }
         shutdown.spawn("metrics", serve_metrics(metrics, shutdown.clone()));
         let scheme = if self.tls.is_some() { "https" } else { "http" };

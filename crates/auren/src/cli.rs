@@ -4,8 +4,8 @@
 use crate::log::{LoggedRecord, StartAt};
 use crate::root::Backends;
 use crate::settings::{
-    self, BackendSettings, BridgeSettings, DataSettings, LogSettings, MetricsSettings, Settings,
-    StoreSettings, TelemetrySettings, TracesSettings,
+    self, BackendSettings, BridgeSettings, DataSettings, LogSettings, MetricsSettings,
+    SecretSettings, Settings, StoreSettings, TelemetrySettings, TracesSettings, VendorSettings,
 };
 use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -57,6 +57,11 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// The app's Oura webhook subscriptions.
+    Subscriptions {
+        #[command(subcommand)]
+        command: SubscriptionsCommand,
     },
     /// Send realistic signed traffic for simulated users to a running service.
     Simulate(crate::simulate::SimulateArgs),
@@ -137,6 +142,26 @@ struct DlqReplayArgs {
     #[command(flatten)]
     #[serde(flatten)]
     backends: BackendSettings,
+    #[command(flatten)]
+    telemetry: TelemetrySettings,
+}
+
+#[derive(Subcommand)]
+enum SubscriptionsCommand {
+    /// Create the Oura subscriptions that are missing (every data type we read, create, update
+    /// and delete, calling AUREN_PUBLIC_URL/webhooks/oura) and renew those expiring within 14
+    /// days. The service must be reachable at AUREN_PUBLIC_URL: Oura calls it to verify.
+    Sync(SubscriptionsSyncArgs),
+}
+
+#[derive(clap::Args, Serialize, Deserialize)]
+struct SubscriptionsSyncArgs {
+    #[command(flatten)]
+    data: DataSettings,
+    #[command(flatten)]
+    secrets: SecretSettings,
+    #[command(flatten)]
+    vendors: VendorSettings,
     #[command(flatten)]
     telemetry: TelemetrySettings,
 }
@@ -493,6 +518,28 @@ fn run_cli() -> anyhow::Result<()> {
             rt.block_on(async {
                 let store = backends.keys().await?;
                 println!("migrations applied ({})", store.backend());
+                Ok(())
+            })
+        }
+        Command::Subscriptions { .. } => {
+            let a: SubscriptionsSyncArgs = settings::resolve(m, file)?;
+            crate::telemetry::init_tracing(&a.telemetry);
+            let secrets = a.secrets.resolve(&a.data.data_dir)?;
+            rt.block_on(async {
+                let lines = crate::connect::subscriptions::sync(&a.vendors, &secrets).await?;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "event_type\tdata_type\toutcome")?;
+                for l in &lines {
+                    writeln!(out, "{}\t{}\t{}", l.event_type, l.data_type, l.outcome)?;
+                }
+                let failed = lines
+                    .iter()
+                    .filter(|l| l.outcome.starts_with("failed"))
+                    .count();
+                anyhow::ensure!(
+                    failed == 0,
+                    "{failed} subscriptions could not be made or renewed"
+                );
                 Ok(())
             })
         }

@@ -546,6 +546,22 @@ pub struct VendorSettings {
     /// Deadline of one request to a vendor.
     #[arg(long, env = "AUREN_VENDOR_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub vendor_timeout_ms: u64,
+    /// Days of history fetched when a user connects (their baselines are then personal at once).
+    #[arg(long, env = "AUREN_BACKFILL_DAYS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub backfill_days: u32,
+    /// How often each connection is reconciled (recent objects fetched again, for missed
+    /// notifications); each run is jittered by up to a tenth.
+    #[arg(long, env = "AUREN_RECONCILE_INTERVAL_SECONDS", default_value_t = 21_600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reconcile_interval_seconds: u64,
+    /// WHOOP's per-application budget a minute, shared by every instance (WHOOP: 100).
+    #[arg(long, env = "AUREN_WHOOP_REQUESTS_PER_MINUTE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub whoop_requests_per_minute: u32,
+    /// WHOOP's per-application budget a day, shared by every instance (WHOOP: 10,000).
+    #[arg(long, env = "AUREN_WHOOP_REQUESTS_PER_DAY", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub whoop_requests_per_day: u32,
+    /// Oura's per-application budget in five minutes, shared by every instance (Oura: 5,000).
+    #[arg(long, env = "AUREN_OURA_REQUESTS_PER_5_MINUTES", default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub oura_requests_per_5_minutes: u32,
 }
 
 /// OpenTelemetry traces over OTLP/HTTP (protobuf), for the long-running commands: off unless an

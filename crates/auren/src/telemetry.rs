@@ -141,6 +141,21 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "Readings fetched from vendors and appended to the log, by vendor.",
     ),
     (
+        "auren_vendor_backfilled_events_total",
+        Kind::Counter,
+        "Readings of users' history fetched when they connected (backfill), by vendor.",
+    ),
+    (
+        "auren_vendor_syncs_total",
+        Kind::Counter,
+        "Backfills and reconciliations of vendor connections, by vendor, kind and outcome.",
+    ),
+    (
+        "auren_vendor_budget_exhausted_total",
+        Kind::Counter,
+        "Vendor requests held back because the app's shared rate budget was spent, by vendor.",
+    ),
+    (
         "auren_sse_clients",
         Kind::Gauge,
         "Open live event streams, by stream (user or admin).",

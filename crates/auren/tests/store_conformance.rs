@@ -737,7 +737,121 @@ fn vendor_connection(user: &str, vendor_user: &str, minute: i64) -> auren::store
         last_sync_at: None,
         last_error: None,
         created_at: at(minute),
+        sync: Default::default(),
     }
+}
+
+/// Backfill and reconciliation leases, and the shared request budget.
+async fn sync_store_contract(store: &dyn auren::store::ConnectionStore) {
+    use auren::store::SyncState;
+    // A vendor of its own: the other contracts leave connections behind.
+    let whoop = vec!["whoop2".to_string()];
+    let mut carol = vendor_connection("carol", "20001", 0);
+    carol.vendor = "whoop2".into();
+    store.upsert_connection(&carol).await.unwrap();
+    let now = at(100);
+    assert_eq!(
+        store
+            .claim_sync(&["oura".to_string()], "o1", now, at(110))
+            .await
+            .unwrap(),
+        None,
+        "only the vendors asked for"
+    );
+    let c = store
+        .claim_sync(&whoop, "o1", now, at(110))
+        .await
+        .unwrap()
+        .expect("a new connection is due at once");
+    assert_eq!(c.user_id, "carol");
+    assert_eq!(c.sync, SyncState::default());
+    assert_eq!(
+        store.claim_sync(&whoop, "o2", now, at(110)).await.unwrap(),
+        None,
+        "leased to o1"
+    );
+    let progress = SyncState {
+        backfill_status: "running".into(),
+        backfill_from: Some(at(-60 * 24)),
+        backfill_done_until: Some(at(-60 * 12)),
+        backfill_events: 42,
+        ..SyncState::default()
+    };
+    assert!(!store
+        .save_sync("whoop2", "carol", "o2", &progress, Some(at(120)))
+        .await
+        .unwrap());
+    assert!(store
+        .save_sync("whoop2", "carol", "o1", &progress, Some(at(120)))
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .claim_sync(&whoop, "o2", at(115), at(125))
+            .await
+            .unwrap(),
+        None,
+        "the lease was renewed"
+    );
+    // A lease that ran out is taken over, with the progress saved so far.
+    let taken = store
+        .claim_sync(&whoop, "o2", at(121), at(131))
+        .await
+        .unwrap()
+        .expect("an expired lease");
+    assert_eq!(taken.sync, progress);
+    let done = SyncState {
+        backfill_status: "done".into(),
+        synced_until: Some(at(121)),
+        next_sync_at: Some(at(481)),
+        ..progress.clone()
+    };
+    assert!(store
+        .save_sync("whoop2", "carol", "o2", &done, None)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .claim_sync(&whoop, "o1", at(122), at(132))
+            .await
+            .unwrap(),
+        None,
+        "released, but not due until its next sync"
+    );
+    let due = store
+        .claim_sync(&whoop, "o1", at(481), at(491))
+        .await
+        .unwrap()
+        .expect("due");
+    assert_eq!(due.sync, done);
+    assert_eq!(
+        store
+            .connection("whoop2", "carol")
+            .await
+            .unwrap()
+            .unwrap()
+            .sync,
+        done
+    );
+    store.delete_connection("whoop2", "carol").await.unwrap();
+
+    // The budget: `limit` a window, counted by every caller alike.
+    for _ in 0..3 {
+        assert!(store.take_rate("whoop", 60, at(1), 3).await.unwrap());
+    }
+    assert!(!store.take_rate("whoop", 60, at(1), 3).await.unwrap());
+    assert!(
+        store.take_rate("whoop", 60, at(2), 3).await.unwrap(),
+        "a new window"
+    );
+    assert!(
+        store.take_rate("oura", 60, at(1), 3).await.unwrap(),
+        "per vendor"
+    );
+    assert!(
+        store.take_rate("whoop", 86_400, at(1), 3).await.unwrap(),
+        "per span"
+    );
 }
 
 async fn connection_store_contract(store: &dyn auren::store::ConnectionStore) {
@@ -855,10 +969,13 @@ async fn connection_store_contract(store: &dyn auren::store::ConnectionStore) {
 async fn postgres_connection_store_meets_its_contract() {
     let store = PgStore::connect(&fresh_database().await).await.unwrap();
     connection_store_contract(&store).await;
+    sync_store_contract(&store).await;
 }
 
 #[tokio::test]
 async fn sqlite_connection_store_meets_its_contract() {
     let dir = tempfile::tempdir().unwrap();
-    connection_store_contract(&SqliteStore::open(dir.path()).unwrap()).await;
+    let lite = SqliteStore::open(dir.path()).unwrap();
+    connection_store_contract(&lite).await;
+    sync_store_contract(&lite).await;
 }

@@ -1,33 +1,40 @@
-//! Fetch after notify: a consumer group of its own on the events topic picks the WHOOP
+//! Fetch after notify: a consumer group of its own on the events topic picks the Oura and WHOOP
 //! notifications the webhook logged (ids only), fetches the objects with the user's token, and
 //! appends their normalised readings to the same topic, under our user's pseudonym, with ids
 //! derived from the vendor's object and version: a refetch or a redelivered notification
 //! appends nothing new. The webhook path is untouched and stays fast.
 //!
-//! Progress is durable: the group's offsets are stored after the fetched events are appended.
-//! A vendor that limits us is waited for (`Retry-After`), 5xx and timeouts are retried with
-//! backoff; a notification that still fails is parked in the store and tried again later (a
-//! minute or the pending-score retry, doubling to an hour, twelve rounds), then counted and given up (no DLQ yet).
-//! A notification that cannot be fetched yet is parked in the store: for a vendor account not
-//! connected yet (fetched once it is), or whose score is still pending (tried again after
-//! `AUREN_PENDING_SCORE_RETRY_SECONDS`).
+//! What is fetched: WHOOP `recovery.updated` (sleep -> cycle -> recovery), `sleep.updated`,
+//! `workout.updated`; Oura `create`/`update` of every type in
+//! [`auren_core::vendors::oura::data::DATA_TYPES`]. Deletions (`*.deleted`, Oura `delete`)
+//! become deletion events without a fetch. Other types are counted and passed over.
 //!
-//! Built: WHOOP `recovery.updated` (sleep -> cycle -> recovery). Not yet: other WHOOP types,
-//! Oura, deletions.
+//! Progress is durable: the group's offsets are stored after the fetched events are appended.
+//! A vendor that limits us is waited for (`Retry-After`, or the shared budget's window), 5xx and
+//! timeouts are retried with backoff; a notification that still fails is parked in the store
+//! and tried again later (a minute or the pending-score retry, doubling to an hour, twelve
+//! rounds), then written to the dead-letter topic with its error, from where `auren dlq replay`
+//! puts it back. A notification that cannot be fetched yet is parked too: for a vendor account
+//! not connected yet (fetched once it is), or whose score is still pending (tried again after
+//! `AUREN_PENDING_SCORE_RETRY_SECONDS`).
 
 use super::{ConnectError, Connections};
 use crate::log::{EventLog, LogError, Record};
+use crate::messages::{DeadLetter, LogPosition, Original, MESSAGE_SCHEMA};
 use crate::shutdown::Shutdown;
 use crate::store::{CommitBatch, ParkedNotification, StateStore};
-use auren_core::model::{BiometricEvent, Payload, Vendor};
+use auren_core::ingest::{deletion_event, sample_event};
+use auren_core::model::{BiometricEvent, EventId, Notification, Payload, Vendor};
 use auren_core::pseudonym::Pseudonymizer;
-use auren_core::vendors::whoop::data::{self, Recovery, ScoreState, Sleep};
+use auren_core::vendors::oura::data as oura;
+use auren_core::vendors::whoop::data::{self as whoop, Recovery, ScoreState, Sleep, Workout};
+use auren_core::vendors::NormalisedSample;
 use chrono::Utc;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Attempts at one notification before it is given up.
+/// Attempts at one notification before it is parked for a later round.
 const ATTEMPTS: u32 = 5;
 const MAX_BATCH: usize = 100;
 
@@ -37,8 +44,10 @@ pub struct Fetcher {
     pub offsets: Arc<dyn StateStore>,
     pub pseudonyms: Pseudonymizer,
     pub topic: String,
+    /// Where notifications that keep failing go, replayable with `auren dlq replay`.
+    pub dlq_topic: String,
     pub group: String,
-    /// When a notification whose score is still pending is tried again.
+    /// When a notification whose score is still pending is fetched again.
     pub pending_retry: Duration,
 }
 
@@ -47,15 +56,40 @@ const PARKED_EVERY: Duration = Duration::from_secs(1);
 /// Tries at a pending score before it is given up (at the default retry, two days).
 const PENDING_ATTEMPTS: i32 = 192;
 
-/// What became of one record.
+/// What became of one notification.
 enum Handled {
     /// Not a notification this worker fetches for.
     Ignored,
     Fetched(Vec<BiometricEvent>),
-    /// Kept in the store for later (account not connected yet, score pending).
+    /// Kept in the store for later (account not connected yet, score pending, still failing).
     Parked,
-    /// Counted under this label and skipped.
+    /// Counted under this label and passed over.
     Skipped(&'static str),
+}
+
+/// What a notification asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Fetch,
+    Delete,
+    /// A type we do not read (WHOOP has none; Oura adds types without notice).
+    Unsupported,
+}
+
+fn action(vendor: Vendor, n: &Notification) -> Action {
+    match vendor {
+        Vendor::Whoop => match (n.data_type.as_str(), n.event_type.as_str()) {
+            ("recovery" | "sleep" | "workout", "updated") => Action::Fetch,
+            (_, "deleted") => Action::Delete,
+            _ => Action::Unsupported,
+        },
+        Vendor::Oura => match n.event_type.as_str() {
+            "delete" => Action::Delete,
+            "create" | "update" if oura::data_type(&n.data_type).is_some() => Action::Fetch,
+            _ => Action::Unsupported,
+        },
+        _ => Action::Unsupported,
+    }
 }
 
 /// Rounds of attempts at a notification the vendor keeps failing, a parked wait apart.
@@ -70,6 +104,78 @@ fn parked_backoff(base: Duration, attempts: i32) -> Duration {
 
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64 << attempt.min(6))
+}
+
+/// A logged notification of a vendor we fetch from, with the vendor's account id.
+fn notification(value: &[u8]) -> Option<(BiometricEvent, String)> {
+    let event = serde_json::from_slice::<BiometricEvent>(value).ok()?;
+    if !matches!(event.payload, Payload::Notification(_))
+        || !matches!(event.vendor, Vendor::Whoop | Vendor::Oura)
+    {
+        return None;
+    }
+    let account = event
+        .subject
+        .id
+        .strip_prefix(event.vendor.as_str())?
+        .strip_prefix(':')?
+        .to_string();
+    Some((event, account))
+}
+
+/// The events of fetched samples, for our user.
+pub(crate) fn events_of(
+    vendor: Vendor,
+    user: &str,
+    samples: &[NormalisedSample],
+    pseudonyms: &Pseudonymizer,
+) -> Vec<BiometricEvent> {
+    let now = Utc::now();
+    samples
+        .iter()
+        .map(|s| sample_event(vendor, user, s, pseudonyms, now))
+        .collect()
+}
+
+/// Appends until the log takes the events; false only on shutdown.
+pub(crate) async fn append_all(
+    log: &dyn EventLog,
+    topic: &str,
+    events: &[BiometricEvent],
+    shutdown: &Shutdown,
+) -> bool {
+    let records: Vec<Record> = events
+        .iter()
+        .filter_map(|e| {
+            Some(Record {
+                key: e.subject.pseudonym.clone(),
+                event_id: e.id.to_string(),
+                value: serde_json::to_vec(e).ok()?,
+            })
+        })
+        .collect();
+    if records.is_empty() {
+        return true;
+    }
+    let mut attempt = 0;
+    loop {
+        match log.append(topic, records.clone()).await {
+            Ok(_) => {
+                let vendor = events.first().map_or("none", |e| e.vendor.as_str());
+                metrics::counter!("auren_vendor_fetched_events_total", "vendor" => vendor)
+                    .increment(records.len() as u64);
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not append fetched vendor data; retrying");
+                attempt += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(attempt)) => {}
+                    _ = shutdown.wait() => return false,
+                }
+            }
+        }
+    }
 }
 
 impl Fetcher {
@@ -102,16 +208,19 @@ impl Fetcher {
             };
             let mut next: BTreeMap<i32, i64> = BTreeMap::new();
             for r in records {
-                let events = match self.handle(&r.value, 0, &shutdown).await {
-                    Handled::Fetched(events) => events,
-                    _ => Vec::new(),
-                };
-                if shutdown.is_triggered() {
-                    // Not committed: picked up again after the restart.
-                    break;
-                }
-                if !events.is_empty() && !self.append(events, &shutdown).await {
-                    break;
+                if let Some((event, account)) = notification(&r.value) {
+                    let at = (r.partition, r.offset);
+                    let events = match self.handle(&event, &account, 0, Some(at), &shutdown).await {
+                        Handled::Fetched(events) => events,
+                        _ => Vec::new(),
+                    };
+                    if shutdown.is_triggered() {
+                        // Not committed: picked up again after the restart.
+                        break;
+                    }
+                    if !append_all(&*self.log, &self.topic, &events, &shutdown).await {
+                        break;
+                    }
                 }
                 next.insert(r.partition, r.offset + 1);
             }
@@ -136,39 +245,7 @@ impl Fetcher {
         Ok(())
     }
 
-    /// Appends until the log takes the events (false only on shutdown).
-    async fn append(&self, events: Vec<BiometricEvent>, shutdown: &Shutdown) -> bool {
-        let records: Vec<Record> = events
-            .iter()
-            .filter_map(|e| {
-                Some(Record {
-                    key: e.subject.pseudonym.clone(),
-                    event_id: e.id.to_string(),
-                    value: serde_json::to_vec(e).ok()?,
-                })
-            })
-            .collect();
-        let mut attempt = 0;
-        loop {
-            match self.log.append(&self.topic, records.clone()).await {
-                Ok(_) => {
-                    metrics::counter!("auren_vendor_fetched_events_total", "vendor" => "whoop")
-                        .increment(records.len() as u64);
-                    return true;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "fetch worker could not append; retrying");
-                    attempt += 1;
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff(attempt)) => {}
-                        _ = shutdown.wait() => return false,
-                    }
-                }
-            }
-        }
-    }
-
-    /// Parked notifications now due: fetched, parked again, or dropped.
+    /// Parked notifications now due: fetched, parked again, or given up.
     async fn retry_parked(&self, shutdown: &Shutdown) {
         let store = self.connections.store();
         let due = match store.due_parked(Utc::now(), MAX_BATCH as i64).await {
@@ -179,34 +256,50 @@ impl Fetcher {
             }
         };
         for p in due {
-            let outcome = self
-                .handle(p.body.as_bytes(), p.attempts + 1, shutdown)
-                .await;
+            let outcome = match notification(p.body.as_bytes()) {
+                Some((event, account)) => {
+                    self.handle(&event, &account, p.attempts + 1, None, shutdown)
+                        .await
+                }
+                None => Handled::Skipped("unreadable"),
+            };
             if shutdown.is_triggered() {
                 return;
             }
             let done = match outcome {
-                Handled::Fetched(events) => self.append(events, shutdown).await,
+                Handled::Fetched(events) => {
+                    append_all(&*self.log, &self.topic, &events, shutdown).await
+                }
                 Handled::Parked => false,
                 Handled::Ignored | Handled::Skipped(_) => true,
             };
             if done {
                 if let Err(e) = store.drop_parked(&p.event_id).await {
-                    // Fetched again later: a duplicate in the log.
+                    // Fetched again later: a duplicate the log refuses.
                     tracing::warn!(error = %e, "could not drop a parked notification");
                 }
             }
         }
     }
 
-    async fn handle(&self, value: &[u8], attempts: i32, shutdown: &Shutdown) -> Handled {
+    /// One notification: fetched with retries; parked, dead-lettered or passed over when that
+    /// fails. `attempts` counts earlier rounds (0 for one just read from the log).
+    async fn handle(
+        &self,
+        event: &BiometricEvent,
+        account: &str,
+        attempts: i32,
+        at: Option<(i32, i64)>,
+        shutdown: &Shutdown,
+    ) -> Handled {
+        let vendor = event.vendor.as_str();
         let mut attempt = 0;
         loop {
-            let outcome = self.try_handle(value, attempts).await;
+            let outcome = self.try_handle(event, account, attempts).await;
             let label = match &outcome {
                 Ok(Handled::Ignored) => return Handled::Ignored,
                 Ok(Handled::Fetched(events)) => {
-                    metrics::counter!("auren_vendor_notifications_total", "vendor" => "whoop", "outcome" => "fetched").increment(1);
+                    metrics::counter!("auren_vendor_notifications_total", "vendor" => vendor, "outcome" => "fetched").increment(1);
                     return Handled::Fetched(events.clone());
                 }
                 Ok(Handled::Parked) => "parked",
@@ -224,46 +317,49 @@ impl Fetcher {
             };
             attempt += 1;
             match wait {
-                Some(w) if attempt < ATTEMPTS => {
+                Some(w) if attempt < ATTEMPTS && w <= Duration::from_secs(120) => {
                     tracing::debug!(reason = label, attempt, "vendor fetch failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(w) => continue,
                         _ = shutdown.wait() => return Handled::Ignored,
                     }
                 }
-                Some(_) if attempts < FAILING_ATTEMPTS => {
+                Some(w) if attempts < FAILING_ATTEMPTS => {
                     // Still failing: kept in the store and tried again later, never lost.
-                    if let Ok(event) = serde_json::from_slice::<BiometricEvent>(value) {
-                        let account = event.subject.id.trim_start_matches("whoop:").to_string();
-                        let later = Utc::now()
-                            + chrono::Duration::from_std(parked_backoff(
-                                self.pending_retry,
-                                attempts,
-                            ))
-                            .unwrap_or_default();
-                        if self
-                            .park(&event, &account, label, later, attempts)
-                            .await
-                            .is_ok()
-                        {
-                            tracing::info!(
-                                reason = label,
-                                attempts,
-                                "vendor fetch still failing; kept for later"
-                            );
-                            metrics::counter!("auren_vendor_notifications_total", "vendor" => "whoop", "outcome" => "parked").increment(1);
-                            return Handled::Parked;
+                    let later = Utc::now()
+                        + chrono::Duration::from_std(
+                            parked_backoff(self.pending_retry, attempts).max(w),
+                        )
+                        .unwrap_or_default();
+                    if self
+                        .park(event, account, label, later, attempts)
+                        .await
+                        .is_ok()
+                    {
+                        tracing::info!(
+                            reason = label,
+                            attempts,
+                            "vendor fetch still failing; kept for later"
+                        );
+                        metrics::counter!("auren_vendor_notifications_total", "vendor" => vendor, "outcome" => "parked").increment(1);
+                        return Handled::Parked;
+                    }
+                    return self.give_up(event, label, &outcome, at).await;
+                }
+                Some(_) => return self.give_up(event, label, &outcome, at).await,
+                None => {
+                    if let Err(e) = &outcome {
+                        match e {
+                            // The user's choice, or the object is gone: nothing to replay.
+                            ConnectError::Revoked
+                            | ConnectError::NotConnected
+                            | ConnectError::NotFound => {
+                                tracing::info!(reason = label, "notified object not fetched");
+                            }
+                            _ => return self.give_up(event, label, &outcome, at).await,
                         }
                     }
-                    tracing::warn!(reason = label, "gave up fetching a notified object");
-                    metrics::counter!("auren_vendor_notifications_total", "vendor" => "whoop", "outcome" => label).increment(1);
-                    return Handled::Skipped(label);
-                }
-                _ => {
-                    if let Err(e) = &outcome {
-                        tracing::warn!(reason = label, error = %e, "gave up fetching a notified object");
-                    }
-                    metrics::counter!("auren_vendor_notifications_total", "vendor" => "whoop", "outcome" => label).increment(1);
+                    metrics::counter!("auren_vendor_notifications_total", "vendor" => vendor, "outcome" => label).increment(1);
                     return match outcome {
                         Ok(h) => h,
                         Err(_) => Handled::Skipped(label),
@@ -273,10 +369,58 @@ impl Fetcher {
         }
     }
 
+    /// A notification that keeps failing goes to the dead-letter topic with its error; `auren
+    /// dlq replay` puts it back into the events topic, where this worker fetches it again.
+    async fn give_up(
+        &self,
+        event: &BiometricEvent,
+        label: &'static str,
+        outcome: &Result<Handled, ConnectError>,
+        at: Option<(i32, i64)>,
+    ) -> Handled {
+        let vendor = event.vendor.as_str();
+        let error = match outcome {
+            Err(e) => format!("vendor fetch failed ({label}): {e}"),
+            Ok(_) => format!("vendor fetch failed ({label})"),
+        };
+        let (partition, offset) = at.unwrap_or((-1, -1));
+        let letter = DeadLetter {
+            schema: MESSAGE_SCHEMA,
+            error,
+            failed_at: Utc::now(),
+            source: LogPosition {
+                topic: self.topic.clone(),
+                partition,
+                offset,
+            },
+            original: Original::of(&serde_json::to_vec(event).unwrap_or_default()),
+        };
+        let record = Record {
+            key: event.subject.pseudonym.clone(),
+            event_id: EventId::derive(&["fetch-dlq", event.id.as_str()]).to_string(),
+            value: serde_json::to_vec(&letter).unwrap_or_default(),
+        };
+        match self.log.append(&self.dlq_topic, vec![record]).await {
+            Ok(_) => {
+                tracing::warn!(
+                    reason = label,
+                    "gave up fetching a notified object; dead-lettered"
+                );
+                metrics::counter!("auren_vendor_notifications_total", "vendor" => vendor, "outcome" => "dead_lettered").increment(1);
+                Handled::Skipped(label)
+            }
+            Err(e) => {
+                // Kept parked rather than lost: tried again in a round.
+                tracing::warn!(error = %e, "could not dead-letter a failing notification");
+                Handled::Parked
+            }
+        }
+    }
+
     async fn park(
         &self,
         event: &BiometricEvent,
-        vendor_user: &str,
+        account: &str,
         reason: &str,
         not_before: chrono::DateTime<Utc>,
         attempts: i32,
@@ -285,8 +429,8 @@ impl Fetcher {
             .store()
             .park_notification(&ParkedNotification {
                 event_id: event.id.to_string(),
-                vendor: "whoop".into(),
-                vendor_user_id: vendor_user.into(),
+                vendor: event.vendor.as_str().into(),
+                vendor_user_id: account.into(),
                 body: serde_json::to_string(event).unwrap_or_default(),
                 reason: reason.into(),
                 not_before,
@@ -296,103 +440,177 @@ impl Fetcher {
         Ok(Handled::Parked)
     }
 
-    async fn try_handle(&self, value: &[u8], attempts: i32) -> Result<Handled, ConnectError> {
-        let Ok(event) = serde_json::from_slice::<BiometricEvent>(value) else {
-            return Ok(Handled::Ignored);
-        };
+    async fn try_handle(
+        &self,
+        event: &BiometricEvent,
+        account: &str,
+        attempts: i32,
+    ) -> Result<Handled, ConnectError> {
         let Payload::Notification(n) = &event.payload else {
             return Ok(Handled::Ignored);
         };
-        if event.vendor != Vendor::Whoop || n.data_type != "recovery" || n.event_type != "updated" {
-            return Ok(Handled::Ignored);
+        let vendor = event.vendor;
+        let action = action(vendor, n);
+        if action == Action::Unsupported {
+            return Ok(Handled::Skipped("unsupported_type"));
         }
-        let Some(vendor_user) = event.subject.id.strip_prefix("whoop:") else {
-            return Ok(Handled::Ignored);
-        };
         let Some(conn) = self
             .connections
             .store()
-            .connection_for_vendor_user("whoop", vendor_user)
+            .connection_for_vendor_user(vendor.as_str(), account)
             .await?
         else {
             // Fetched once the account is connected.
             return self
-                .park(&event, vendor_user, "unknown_user", Utc::now(), attempts)
+                .park(event, account, "unknown_user", Utc::now(), attempts)
                 .await;
         };
         if conn.status == super::REVOKED {
             return Ok(Handled::Skipped("revoked"));
         }
         let user = conn.user_id.as_str();
-        let result = match self.fetch_recovery(user, &n.object_id).await {
+        if action == Action::Delete {
+            return Ok(Handled::Fetched(vec![deletion_event(
+                vendor,
+                user,
+                &n.data_type,
+                &n.object_id,
+                &self.pseudonyms,
+                Utc::now(),
+            )]));
+        }
+        let result = match self.fetch(vendor, user, n).await {
             Ok(Handled::Parked) if attempts >= PENDING_ATTEMPTS => {
                 Ok(Handled::Skipped("score_never_came"))
             }
             Ok(Handled::Parked) => {
                 let at =
                     Utc::now() + chrono::Duration::from_std(self.pending_retry).unwrap_or_default();
-                self.park(&event, vendor_user, "not_scored", at, attempts)
-                    .await
+                self.park(event, account, "not_scored", at, attempts).await
             }
             other => other,
         };
         let store = self.connections.store();
+        let v = vendor.as_str();
         match &result {
             Ok(_) => {
                 store
-                    .set_health("whoop", user, super::CONNECTED, None, Some(Utc::now()))
+                    .set_health(v, user, super::CONNECTED, None, Some(Utc::now()))
                     .await?
             }
             Err(ConnectError::Revoked) => {}
             Err(e) => {
                 store
-                    .set_health("whoop", user, super::CONNECTED, Some(e.reason()), None)
+                    .set_health(v, user, super::CONNECTED, Some(e.reason()), None)
                     .await?
             }
         }
         result
     }
 
-    /// A `recovery.updated` names the recovery's sleep: sleep -> cycle -> recovery.
-    async fn fetch_recovery(&self, user: &str, sleep_id: &str) -> Result<Handled, ConnectError> {
-        if uuid::Uuid::parse_str(sleep_id).is_err() {
-            // v1 integer ids: WHOOP no longer publishes the v1 model.
-            return Ok(Handled::Skipped("legacy_id"));
-        }
-        let unreadable =
-            |_| ConnectError::Unavailable("the vendor's answer is not the documented JSON".into());
-        let sleep: Sleep = data::parse(
-            &self
-                .connections
-                .whoop_get(user, &format!("/developer/v2/activity/sleep/{sleep_id}"))
-                .await?,
-        )
-        .map_err(unreadable)?;
-        let recovery: Recovery = data::parse(
-            &self
-                .connections
-                .whoop_get(
-                    user,
-                    &format!("/developer/v2/cycle/{}/recovery", sleep.cycle_id),
-                )
-                .await?,
-        )
-        .map_err(unreadable)?;
-        match recovery.score_state {
+    async fn fetch(
+        &self,
+        vendor: Vendor,
+        user: &str,
+        n: &Notification,
+    ) -> Result<Handled, ConnectError> {
+        let samples = match vendor {
+            Vendor::Whoop => {
+                if uuid::Uuid::parse_str(&n.object_id).is_err() {
+                    // v1 integer ids: WHOOP no longer publishes the v1 model.
+                    return Ok(Handled::Skipped("legacy_id"));
+                }
+                match n.data_type.as_str() {
+                    "recovery" => self.whoop_recovery(user, &n.object_id).await?,
+                    "sleep" => {
+                        let sleep: Sleep = self
+                            .get(vendor, user, &format!("/v2/activity/sleep/{}", n.object_id))
+                            .await?;
+                        scored(sleep.score_state, || whoop::sleep_samples(&sleep))?
+                    }
+                    _ => {
+                        let w: Workout = self
+                            .get(
+                                vendor,
+                                user,
+                                &format!("/v2/activity/workout/{}", n.object_id),
+                            )
+                            .await?;
+                        scored(Some(w.score_state), || whoop::workout_samples(&w))?
+                    }
+                }
+            }
+            _ => {
+                let Some(dt) = oura::data_type(&n.data_type) else {
+                    return Ok(Handled::Skipped("unsupported_type"));
+                };
+                let body = self
+                    .connections
+                    .vendor_get(
+                        vendor,
+                        user,
+                        &format!("/v2/usercollection/{}/{}", dt.path, n.object_id),
+                    )
+                    .await?;
+                Some(oura::document_samples(dt.webhook, &body).map_err(unreadable)?)
+            }
+        };
+        Ok(match samples {
             // Nothing to emit yet: tried again after `pending_retry`.
-            ScoreState::PendingScore => return Ok(Handled::Parked),
-            ScoreState::Unscorable => return Ok(Handled::Skipped("unscorable")),
-            ScoreState::Scored => {}
-        }
-        let samples = data::recovery_samples(&recovery, &sleep);
-        let now = Utc::now();
-        Ok(Handled::Fetched(
-            samples
-                .iter()
-                .map(|s| {
-                    auren_core::ingest::sample_event(Vendor::Whoop, user, s, &self.pseudonyms, now)
-                })
-                .collect(),
-        ))
+            None => Handled::Parked,
+            Some(s) => Handled::Fetched(events_of(vendor, user, &s, &self.pseudonyms)),
+        })
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        vendor: Vendor,
+        user: &str,
+        path: &str,
+    ) -> Result<T, ConnectError> {
+        let body = self.connections.vendor_get(vendor, user, path).await?;
+        whoop::parse(&body).map_err(unreadable)
+    }
+
+    /// A `recovery.updated` names the recovery's sleep: sleep -> cycle -> recovery.
+    async fn whoop_recovery(
+        &self,
+        user: &str,
+        sleep_id: &str,
+    ) -> Result<Option<Vec<NormalisedSample>>, ConnectError> {
+        let sleep: Sleep = self
+            .get(
+                Vendor::Whoop,
+                user,
+                &format!("/v2/activity/sleep/{sleep_id}"),
+            )
+            .await?;
+        let recovery: Recovery = self
+            .get(
+                Vendor::Whoop,
+                user,
+                &format!("/v2/cycle/{}/recovery", sleep.cycle_id),
+            )
+            .await?;
+        scored(Some(recovery.score_state), || {
+            whoop::recovery_samples(&recovery, &sleep)
+        })
+    }
+}
+
+fn unreadable<E>(_: E) -> ConnectError {
+    ConnectError::Unavailable("the vendor's answer is not the documented JSON".into())
+}
+
+/// WHOOP objects carry values only once scored: none while pending (tried again later), an
+/// error-free skip when the vendor says it never will be.
+fn scored(
+    state: Option<ScoreState>,
+    samples: impl FnOnce() -> Vec<NormalisedSample>,
+) -> Result<Option<Vec<NormalisedSample>>, ConnectError> {
+    match state {
+        Some(ScoreState::PendingScore) => Ok(None),
+        Some(ScoreState::Unscorable) => Ok(Some(Vec::new())),
+        _ => Ok(Some(samples())),
     }
 }

@@ -1,19 +1,21 @@
-//! Users' OAuth2 connections to the vendors that only notify (WHOOP now; Oura's settings are
-//! read but its flow is not built yet), and the worker that fetches what they notify about
-//! ([`fetch`]).
+//! Users' OAuth2 connections to the vendors that only notify (Oura, WHOOP), the worker that
+//! fetches what they notify about ([`fetch`]), and the one that backfills a new connection's
+//! history and reconciles it on a schedule ([`sync`]).
 //!
 //! The `state` of an authorize request is the user and vendor sealed with the token key, with
 //! a nonce and an expiry: it cannot be forged or read without the key, it binds the callback to
 //! the user who started it, and the nonce is recorded when used so a replay is refused on every
 //! instance. Tokens are stored sealed ([`crate::crypto`]) and never logged.
 //!
-//! WHOOP's refresh token rotates: the refresh that spends it must store the new pair before
+//! Both vendors' refresh tokens rotate (WHOOP documents it; Oura's do in practice): the refresh that spends it must store the new pair before
 //! anything else uses it, so refreshes of one user are serialised: in-process by a lock, and
 //! across instances by a lease on the connection's row (the others wait for the new tokens). A refresh the vendor
 //! refuses with 400/401 means the user revoked us: the connection is marked `revoked` and not
 //! refreshed again until the user connects anew.
 
 pub mod fetch;
+pub mod subscriptions;
+pub mod sync;
 
 use crate::crypto::TokenKey;
 use crate::settings::{Secrets, VendorSettings};
@@ -29,6 +31,10 @@ use std::time::Duration;
 /// Every WHOOP scope the fetches need; `offline` is what yields a refresh token at all.
 pub const WHOOP_SCOPES: &str =
     "offline read:recovery read:cycles read:sleep read:workout read:profile read:body_measurement";
+/// Every Oura scope the fetches need: `personal` for the account id that links notifications to
+/// the user, `daily` for sleep, readiness, activity and stress, `spo2Daily` as the OpenAPI
+/// spells it. Oura has no `offline` scope: its token answer always carries a refresh token.
+pub const OURA_SCOPES: &str = "personal daily heartrate workout session spo2Daily";
 /// How long an authorize request may take before its callback is refused.
 const STATE_TTL_SECONDS: i64 = 600;
 /// Refresh this long before the vendor's `expires_in` runs out.
@@ -39,12 +45,10 @@ pub const REVOKED: &str = "revoked";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("unknown vendor (connectable: whoop)")]
+    #[error("unknown vendor (connectable: oura, whoop)")]
     UnknownVendor,
     #[error("{0} is not configured on this service (its client id is not set)")]
     NotConfigured(&'static str),
-    #[error("connecting {0} is not implemented yet")]
-    NotImplemented(&'static str),
     #[error("AUREN_TOKEN_KEY is not set: vendor tokens cannot be stored")]
     NoTokenKey,
     #[error("the state is {0}")]
@@ -71,7 +75,6 @@ impl ConnectError {
         match self {
             ConnectError::UnknownVendor => "unknown_vendor",
             ConnectError::NotConfigured(_) => "vendor_not_configured",
-            ConnectError::NotImplemented(_) => "vendor_not_implemented",
             ConnectError::NoTokenKey => "no_token_key",
             ConnectError::BadState(_) => "invalid_state",
             ConnectError::Refused(_) => "vendor_refused",
@@ -127,9 +130,120 @@ pub struct ConnectionView {
     pub connected_at: DateTime<Utc>,
     pub last_sync_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    pub backfill: BackfillView,
+    /// When the next reconciliation is due (none: as soon as a worker is free).
+    pub next_sync_at: Option<DateTime<Utc>>,
+}
+
+/// How far the history fetched at connect time has come.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BackfillView {
+    /// `pending`, `running` or `done`.
+    pub status: String,
+    pub from: Option<DateTime<Utc>>,
+    /// History up to here is in the log.
+    pub done_until: Option<DateTime<Utc>>,
+    /// Fraction of the backfill's time span fetched, 0 to 1.
+    pub progress: f64,
+    /// Readings fetched so far.
+    pub events: i64,
+}
+
+impl BackfillView {
+    fn of(s: &crate::store::SyncState) -> Self {
+        let progress = match (
+            s.backfill_status.as_str(),
+            s.backfill_from,
+            s.backfill_done_until,
+        ) {
+            ("done", _, _) => 1.0,
+            (_, Some(from), Some(until)) => {
+                let total = (Utc::now() - from).num_seconds().max(1) as f64;
+                ((until - from).num_seconds() as f64 / total).clamp(0.0, 1.0)
+            }
+            _ => 0.0,
+        };
+        BackfillView {
+            status: s.backfill_status.clone(),
+            from: s.backfill_from,
+            done_until: s.backfill_done_until,
+            progress,
+            events: s.backfill_events,
+        }
+    }
 }
 
 type RefreshLock = Arc<tokio::sync::Mutex<()>>;
+
+/// Where one vendor's OAuth2 and data endpoints are, and the app's credentials there.
+#[derive(Clone)]
+struct VendorApi {
+    client_id: String,
+    client_secret: String,
+    authorize: url::Url,
+    token: String,
+    /// Data paths (`/v2/...`) are joined to this.
+    data_base: String,
+    scopes: &'static str,
+    /// What a refresh request adds to the form (WHOOP wants `scope=offline` again).
+    refresh_extra: &'static [(&'static str, &'static str)],
+    /// The application's request budget: (window seconds, requests in it).
+    budget: Vec<(i64, i64)>,
+}
+
+impl VendorApi {
+    fn data_url(&self, path: &str) -> String {
+        format!("{}{path}", self.data_base)
+    }
+}
+
+fn trimmed(u: &url::Url) -> String {
+    u.as_str().trim_end_matches('/').to_string()
+}
+
+/// The vendors whose client id is set, with their endpoints.
+fn vendor_apis(
+    s: &VendorSettings,
+    secrets: &Secrets,
+) -> anyhow::Result<HashMap<Vendor, VendorApi>> {
+    let mut apis = HashMap::new();
+    if let Some(id) = s.whoop_client_id.as_deref().filter(|c| !c.is_empty()) {
+        let base = trimmed(&s.whoop_api_base_url);
+        apis.insert(
+            Vendor::Whoop,
+            VendorApi {
+                client_id: id.into(),
+                client_secret: secrets.whoop_client_secret.clone(),
+                authorize: format!("{base}/oauth/oauth2/auth").parse()?,
+                token: format!("{base}/oauth/oauth2/token"),
+                data_base: format!("{base}/developer"),
+                scopes: WHOOP_SCOPES,
+                refresh_extra: &[("scope", "offline")],
+                budget: vec![
+                    (60, i64::from(s.whoop_requests_per_minute)),
+                    (86_400, i64::from(s.whoop_requests_per_day)),
+                ],
+            },
+        );
+    }
+    if let Some(id) = s.oura_client_id.as_deref().filter(|c| !c.is_empty()) {
+        let base = trimmed(&s.oura_api_base_url);
+        apis.insert(
+            Vendor::Oura,
+            VendorApi {
+                client_id: id.into(),
+                client_secret: secrets.oura_client_secret.clone(),
+                authorize: s.oura_authorize_url.clone(),
+                token: format!("{base}/oauth/token"),
+                data_base: base,
+                scopes: OURA_SCOPES,
+                refresh_extra: &[],
+                budget: vec![(300, i64::from(s.oura_requests_per_5_minutes))],
+            },
+        );
+    }
+    Ok(apis)
+}
 
 /// Whether `access` must be replaced: it expires soon, or it is the token the vendor just
 /// refused (a token that failed but is no longer the stored one was replaced by another refresh
@@ -143,7 +257,7 @@ fn needs_refresh(c: &VendorConnection, access: &str, failed: Option<&str>) -> bo
 pub struct Connections {
     settings: VendorSettings,
     public_url: url::Url,
-    whoop_client_secret: String,
+    apis: HashMap<Vendor, VendorApi>,
     key: Option<TokenKey>,
     store: Arc<dyn ConnectionStore>,
     http: reqwest::Client,
@@ -172,7 +286,7 @@ impl Connections {
         Ok(Self {
             settings: settings.clone(),
             public_url,
-            whoop_client_secret: secrets.whoop_client_secret.clone(),
+            apis: vendor_apis(settings, secrets)?,
             key,
             store,
             http: reqwest::Client::builder()
@@ -194,24 +308,25 @@ impl Connections {
         self.key.as_ref().ok_or(ConnectError::NoTokenKey)
     }
 
-    fn whoop_client_id(&self) -> Result<&str, ConnectError> {
-        self.settings
-            .whoop_client_id
-            .as_deref()
-            .filter(|c| !c.is_empty())
-            .ok_or(ConnectError::NotConfigured("whoop"))
-    }
-
-    /// Only WHOOP is built; Oura answers that it is not configured or not built yet.
-    fn check_vendor(&self, vendor: Vendor) -> Result<(), ConnectError> {
+    /// The vendor's endpoints; a vendor without a client id is not connectable.
+    fn api(&self, vendor: Vendor) -> Result<&VendorApi, ConnectError> {
         match vendor {
-            Vendor::Whoop => self.whoop_client_id().map(|_| ()),
-            Vendor::Oura if self.settings.oura_client_id.is_none() => {
-                Err(ConnectError::NotConfigured("oura"))
-            }
-            Vendor::Oura => Err(ConnectError::NotImplemented("oura")),
+            Vendor::Whoop | Vendor::Oura => self
+                .apis
+                .get(&vendor)
+                .ok_or(ConnectError::NotConfigured(vendor.as_str())),
             _ => Err(ConnectError::UnknownVendor),
         }
+    }
+
+    /// The vendors this service can connect, for the workers.
+    pub fn configured(&self) -> impl Iterator<Item = Vendor> + '_ {
+        self.apis.keys().copied()
+    }
+
+    /// Settings the workers read (backfill length, reconciliation period ...).
+    pub fn settings(&self) -> &VendorSettings {
+        &self.settings
     }
 
     fn redirect_uri(&self, vendor: Vendor) -> String {
@@ -219,18 +334,9 @@ impl Connections {
         format!("{base}/connect/{vendor}/callback")
     }
 
-    fn whoop_url(&self, path: &str) -> String {
-        let base = self
-            .settings
-            .whoop_api_base_url
-            .as_str()
-            .trim_end_matches('/');
-        format!("{base}{path}")
-    }
-
     /// Where to send the user's browser to grant us access.
     pub fn authorize_url(&self, vendor: Vendor, user_id: &str) -> Result<url::Url, ConnectError> {
-        self.check_vendor(vendor)?;
+        let api = self.api(vendor)?;
         let state = State {
             v: vendor.as_str().into(),
             u: user_id.into(),
@@ -240,15 +346,12 @@ impl Connections {
         let sealed = self
             .key()?
             .seal(&serde_json::to_vec(&state).map_err(|_| ConnectError::BadState("unwritable"))?);
-        let mut url: url::Url = self
-            .whoop_url("/oauth/oauth2/auth")
-            .parse()
-            .map_err(|_| ConnectError::NotConfigured("whoop"))?;
+        let mut url = api.authorize.clone();
         url.query_pairs_mut()
             .append_pair("response_type", "code")
-            .append_pair("client_id", self.whoop_client_id()?)
+            .append_pair("client_id", &api.client_id)
             .append_pair("redirect_uri", &self.redirect_uri(vendor))
-            .append_pair("scope", WHOOP_SCOPES)
+            .append_pair("scope", api.scopes)
             .append_pair("state", &sealed);
         Ok(url)
     }
@@ -261,7 +364,7 @@ impl Connections {
         code: &str,
         state: &str,
     ) -> Result<String, ConnectError> {
-        self.check_vendor(vendor)?;
+        let api = self.api(vendor)?;
         let plain = self
             .key()?
             .open(state)
@@ -282,24 +385,19 @@ impl Connections {
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", &self.redirect_uri(vendor)),
-            ("client_id", self.whoop_client_id()?),
-            ("client_secret", &self.whoop_client_secret),
+            ("client_id", &api.client_id),
+            ("client_secret", &api.client_secret),
         ];
-        let tokens = self.token_request(&form).await?;
-        let profile: auren_core::vendors::whoop::data::Profile = self
-            .get_with(&tokens.access_token, "/developer/v2/user/profile/basic")
-            .await
-            .and_then(|b| {
-                auren_core::vendors::whoop::data::parse(&b)
-                    .map_err(|_| ConnectError::Unavailable("unreadable profile".into()))
-            })?;
+        let tokens = self.token_request(api, &form).await?;
+        let vendor_user_id = self.vendor_user_id(vendor, &tokens.access_token).await?;
         let key = self.key()?;
         let now = Utc::now();
         self.store
             .upsert_connection(&VendorConnection {
+                sync: Default::default(),
                 vendor: vendor.as_str().into(),
                 user_id: st.u.clone(),
-                vendor_user_id: profile.user_id.to_string(),
+                vendor_user_id,
                 access_sealed: key.seal(tokens.access_token.as_bytes()),
                 refresh_sealed: tokens
                     .refresh_token
@@ -317,10 +415,40 @@ impl Connections {
         Ok(st.u)
     }
 
-    /// Revokes our access at the vendor (WHOOP `DELETE /v2/user/access`) and forgets the tokens.
+    /// The vendor's id for the account the token belongs to: what its notifications name.
+    async fn vendor_user_id(&self, vendor: Vendor, token: &str) -> Result<String, ConnectError> {
+        fn unreadable<E>(_: E) -> ConnectError {
+            ConnectError::Unavailable("unreadable profile".into())
+        }
+        match vendor {
+            Vendor::Whoop => {
+                let body = self
+                    .get_with(vendor, token, "/v2/user/profile/basic")
+                    .await?;
+                let p: auren_core::vendors::whoop::data::Profile =
+                    auren_core::vendors::whoop::data::parse(&body).map_err(unreadable)?;
+                Ok(p.user_id.to_string())
+            }
+            _ => {
+                let body = self
+                    .get_with(vendor, token, "/v2/usercollection/personal_info")
+                    .await?;
+                #[derive(Deserialize)]
+                struct PersonalInfo {
+                    id: String,
+                }
+                let p: PersonalInfo = serde_json::from_slice(&body).map_err(unreadable)?;
+                Ok(p.id)
+            }
+        }
+    }
+
+    /// Revokes our access at the vendor and forgets the tokens. WHOOP documents
+    /// `DELETE /v2/user/access`; Oura's API reference documents no revocation, and its OAuth
+    /// server answers `GET /oauth/revoke?access_token=` (as Oura client libraries call it).
     /// The tokens are deleted even when the vendor cannot be reached: the user asked us to stop.
     pub async fn disconnect(&self, vendor: Vendor, user_id: &str) -> Result<(), ConnectError> {
-        self.check_vendor(vendor)?;
+        let api = self.api(vendor)?;
         if self
             .store
             .connection(vendor.as_str(), user_id)
@@ -330,14 +458,19 @@ impl Connections {
             return Err(ConnectError::NotConnected);
         }
         let revoked = match self.access_token(vendor, user_id, None).await {
-            Ok(t) => self
-                .send(
-                    self.http
-                        .delete(self.whoop_url("/developer/v2/user/access"))
+            Ok(t) => {
+                let req = match vendor {
+                    Vendor::Whoop => self
+                        .http
+                        .delete(api.data_url("/v2/user/access"))
                         .bearer_auth(t),
-                )
-                .await
-                .map(|_| ()),
+                    _ => self
+                        .http
+                        .get(api.data_url("/oauth/revoke"))
+                        .query(&[("access_token", t)]),
+                };
+                self.send(req).await.map(|_| ())
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = &revoked {
@@ -364,6 +497,8 @@ impl Connections {
                 connected_at: c.created_at,
                 last_sync_at: c.last_sync_at,
                 last_error: c.last_error,
+                backfill: BackfillView::of(&c.sync),
+                next_sync_at: c.sync.next_sync_at,
             })
             .collect())
     }
@@ -396,20 +531,47 @@ impl Connections {
         })
     }
 
-    async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenResponse, ConnectError> {
-        let body = self
-            .send(
-                self.http
-                    .post(self.whoop_url("/oauth/oauth2/token"))
-                    .form(form),
-            )
-            .await?;
+    /// Takes one request from every window of the vendor's application budget (shared by all
+    /// instances through the store), or says how long until the full window ends. The vendor
+    /// would answer 429 anyway; asking first keeps one busy instance from spending the others'
+    /// share and keeps us from being throttled harder.
+    async fn take_budget(&self, vendor: Vendor, api: &VendorApi) -> Result<(), ConnectError> {
+        let now = Utc::now();
+        for &(span, limit) in &api.budget {
+            let start = now.timestamp() - now.timestamp().rem_euclid(span);
+            let window = DateTime::from_timestamp(start, 0).unwrap_or(now);
+            if !self
+                .store
+                .take_rate(vendor.as_str(), span, window, limit)
+                .await?
+            {
+                metrics::counter!("auren_vendor_budget_exhausted_total", "vendor" => vendor.as_str()).increment(1);
+                let wait = (start + span - now.timestamp()).max(1) as u64;
+                return Err(ConnectError::RateLimited(Some(Duration::from_secs(wait))));
+            }
+        }
+        Ok(())
+    }
+
+    async fn token_request(
+        &self,
+        api: &VendorApi,
+        form: &[(&str, &str)],
+    ) -> Result<TokenResponse, ConnectError> {
+        let body = self.send(self.http.post(&api.token).form(form)).await?;
         serde_json::from_slice(&body)
             .map_err(|_| ConnectError::Unavailable("unreadable token answer".into()))
     }
 
-    async fn get_with(&self, token: &str, path: &str) -> Result<Vec<u8>, ConnectError> {
-        self.send(self.http.get(self.whoop_url(path)).bearer_auth(token))
+    async fn get_with(
+        &self,
+        vendor: Vendor,
+        token: &str,
+        path: &str,
+    ) -> Result<Vec<u8>, ConnectError> {
+        let api = self.api(vendor)?;
+        self.take_budget(vendor, api).await?;
+        self.send(self.http.get(api.data_url(path)).bearer_auth(token))
             .await
     }
 
@@ -523,14 +685,15 @@ impl Connections {
             .await?;
             return Err(ConnectError::Revoked);
         };
-        let form = [
+        let api = self.api(vendor)?;
+        let mut form = vec![
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh.as_str()),
-            ("client_id", self.whoop_client_id()?),
-            ("client_secret", &self.whoop_client_secret),
-            ("scope", "offline"),
+            ("client_id", api.client_id.as_str()),
+            ("client_secret", api.client_secret.as_str()),
         ];
-        match self.token_request(&form).await {
+        form.extend_from_slice(api.refresh_extra);
+        match self.token_request(api, &form).await {
             Ok(t) => {
                 // Stored before use: the old refresh token is spent at the vendor.
                 self.store
@@ -571,15 +734,19 @@ impl Connections {
         Ok(())
     }
 
-    /// GETs a WHOOP API path with the user's token, refreshing once when the vendor says 401.
-    pub async fn whoop_get(&self, user_id: &str, path: &str) -> Result<Vec<u8>, ConnectError> {
-        let token = self.access_token(Vendor::Whoop, user_id, None).await?;
-        match self.get_with(&token, path).await {
+    /// GETs a vendor data path (`/v2/...`) with the user's token, refreshing once when the
+    /// vendor says 401.
+    pub async fn vendor_get(
+        &self,
+        vendor: Vendor,
+        user_id: &str,
+        path: &str,
+    ) -> Result<Vec<u8>, ConnectError> {
+        let token = self.access_token(vendor, user_id, None).await?;
+        match self.get_with(vendor, &token, path).await {
             Err(ConnectError::Refused(_)) => {
-                let token = self
-                    .access_token(Vendor::Whoop, user_id, Some(&token))
-                    .await?;
-                self.get_with(&token, path).await
+                let token = self.access_token(vendor, user_id, Some(&token)).await?;
+                self.get_with(vendor, &token, path).await
             }
             other => other,
         }

@@ -1,4 +1,4 @@
-//! Connecting a user's WHOOP (or, later, Oura) account: the redirect to the vendor, the
+//! Connecting a user's Oura or WHOOP account: the redirect to the vendor, the
 //! callback the vendor sends the browser back to, disconnecting, and the list of a user's
 //! connections with their health.
 
@@ -16,7 +16,7 @@ fn problem(e: ConnectError) -> Problem {
     let status = match &e {
         ConnectError::UnknownVendor | ConnectError::NotConfigured(_) => StatusCode::NOT_FOUND,
         ConnectError::NotConnected => StatusCode::NOT_FOUND,
-        ConnectError::NotImplemented(_) | ConnectError::NoTokenKey => StatusCode::CONFLICT,
+        ConnectError::NoTokenKey => StatusCode::CONFLICT,
         ConnectError::Revoked => StatusCode::CONFLICT,
         ConnectError::BadState(_) => StatusCode::BAD_REQUEST,
         ConnectError::Refused(_) | ConnectError::NotFound => StatusCode::BAD_GATEWAY,
@@ -33,7 +33,7 @@ pub struct UserQuery {
 
 /// `GET /connect/{vendor}?user_id=U`: 302 to the vendor's authorize page.
 #[utoipa::path(get, path = "/connect/{vendor}", tag = "connections",
-    params(("vendor" = String, Path, description = "`whoop` (`oura` is not connectable yet)"), ("user_id" = String, Query, description = "Our user to connect")),
+    params(("vendor" = String, Path, description = "`oura` or `whoop`"), ("user_id" = String, Query, description = "Our user to connect")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 302, description = "To the vendor's authorize page (Location)"),
@@ -41,7 +41,7 @@ pub struct UserQuery {
         (status = 401, description = "Token missing or unknown", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "A key of another user", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "Unknown or unconfigured vendor", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "The vendor cannot be connected here yet (Oura, or no AUREN_TOKEN_KEY)", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "No AUREN_TOKEN_KEY: tokens cannot be stored", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed authentications from this address", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn start(
@@ -75,7 +75,7 @@ pub struct CallbackQuery {
 /// `GET /connect/{vendor}/callback?code&state`: the browser, back from the vendor. Success is a
 /// small page for the user; a refusal is a problem document like every error of the API.
 #[utoipa::path(get, path = "/connect/{vendor}/callback", tag = "connections",
-    params(("vendor" = String, Path, description = "`whoop` (`oura` is not connectable yet)"), ("code" = Option<String>, Query, description = "From the vendor"), ("state" = Option<String>, Query, description = "As sent to the vendor"), ("error" = Option<String>, Query, description = "Set by the vendor when access was not granted")),
+    params(("vendor" = String, Path, description = "`oura` or `whoop`"), ("code" = Option<String>, Query, description = "From the vendor"), ("state" = Option<String>, Query, description = "As sent to the vendor"), ("error" = Option<String>, Query, description = "Set by the vendor when access was not granted")),
     responses(
         (status = 200, description = "Connected: a page for the user", body = String, content_type = "text/html"),
         (status = 400, description = "Missing parameter, declined, or a forged, expired or used state", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
@@ -122,7 +122,7 @@ pub async fn callback(
 
 /// `DELETE /connect/{vendor}?user_id=U`: revoke at the vendor and forget the tokens.
 #[utoipa::path(delete, path = "/connect/{vendor}", tag = "connections",
-    params(("vendor" = String, Path, description = "`whoop` (`oura` is not connectable yet)"), ("user_id" = String, Query, description = "Our user to disconnect")),
+    params(("vendor" = String, Path, description = "`oura` or `whoop`"), ("user_id" = String, Query, description = "Our user to disconnect")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 204, description = "Revoked at the vendor (when it answered) and the tokens deleted"),
@@ -130,7 +130,7 @@ pub async fn callback(
         (status = 401, description = "Token missing or unknown", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "A key of another user", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "Unknown or unconfigured vendor, or not connected", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "The vendor cannot be connected here yet (Oura, or no AUREN_TOKEN_KEY)", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "No AUREN_TOKEN_KEY: tokens cannot be stored", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed authentications from this address", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable; retry", body = crate::http::openapi::ProblemDoc, content_type = "application/problem+json"),
     ))]

@@ -176,7 +176,7 @@ impl Modify for Security {
         HealthKitPushDoc, crate::store::KeyInfo, super::keys::KeyList, super::keys::RevokedKey,
         HealthKitPushDoc, super::admin_webhooks::NewWebhook, super::admin_webhooks::WebhookView,
         super::admin_webhooks::CreatedWebhook, crate::store::WebhookAttempt,
-        super::connect::ConnectionList, crate::connect::ConnectionView,
+        super::connect::ConnectionList, crate::connect::ConnectionView, crate::connect::BackfillView,
     )),
     modifiers(&Security),
 )]

@@ -320,6 +320,37 @@ pub struct VendorConnection {
     pub last_sync_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Backfill and reconciliation progress; a new connection starts at the default.
+    pub sync: SyncState,
+}
+
+/// Where a connection's backfill and reconciliation stand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncState {
+    /// `pending` (not started), `running` (part fetched; `done_until` says how far), `done`.
+    pub backfill_status: String,
+    pub backfill_from: Option<DateTime<Utc>>,
+    pub backfill_done_until: Option<DateTime<Utc>>,
+    /// Readings the backfill appended (duplicates the log refused included).
+    pub backfill_events: i64,
+    /// Data up to here has been fetched by the backfill or a reconciliation.
+    pub synced_until: Option<DateTime<Utc>>,
+    /// When the connection is next synced; none: at once.
+    pub next_sync_at: Option<DateTime<Utc>>,
+}
+
+/// A new connection: nothing fetched, due at once.
+impl Default for SyncState {
+    fn default() -> Self {
+        SyncState {
+            backfill_status: "pending".into(),
+            backfill_from: None,
+            backfill_done_until: None,
+            backfill_events: 0,
+            synced_until: None,
+            next_sync_at: None,
+        }
+    }
 }
 
 /// A notification kept for later (see [`ConnectionStore::park_notification`]).
@@ -405,6 +436,36 @@ pub trait ConnectionStore: Send + Sync + 'static {
         &self,
         nonce: &str,
         expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Takes one connected connection of `vendors` that is due for a sync (`next_sync_at`
+    /// passed or never set) and not leased by another instance, leasing it to `owner` until
+    /// `until`.
+    async fn claim_sync(
+        &self,
+        vendors: &[String],
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<VendorConnection>, StoreError>;
+    /// Stores sync progress if `owner` still holds the lease, renewing it to `until`, or
+    /// releasing it when `until` is none. False when the lease was lost.
+    async fn save_sync(
+        &self,
+        vendor: &str,
+        user_id: &str,
+        owner: &str,
+        sync: &SyncState,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError>;
+    /// Takes one request from the vendor's budget for the fixed window of `span_seconds`
+    /// starting at `window_start`; false when `limit` are already taken. Shared by every
+    /// instance on the store.
+    async fn take_rate(
+        &self,
+        vendor: &str,
+        span_seconds: i64,
+        window_start: DateTime<Utc>,
+        limit: i64,
     ) -> Result<bool, StoreError>;
 }
 

@@ -22,13 +22,14 @@ mod connections;
 pub const FILE_NAME: &str = "state.db";
 
 /// The migrations, in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     include_str!("../../migrations/sqlite/20261126000001_api_keys.sql"),
     include_str!("../../migrations/sqlite/20261126000002_bridge_state.sql"),
     include_str!("../../migrations/sqlite/20261202000001_log_identity.sql"),
     include_str!("../../migrations/sqlite/20261203000001_history_seq.sql"),
     include_str!("../../migrations/sqlite/20261203000002_delivery.sql"),
     include_str!("../../migrations/sqlite/20261203000040_vendor_connections.sql"),
+    include_str!("../../migrations/sqlite/20261203000050_vendor_sync.sql"),
 ];
 
 pub struct SqliteStore {

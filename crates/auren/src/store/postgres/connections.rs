@@ -1,7 +1,7 @@
 //! [`ConnectionStore`] on PostgreSQL.
 
 use super::PgStore;
-use crate::store::{ConnectionStore, ParkedNotification, StoreError, VendorConnection};
+use crate::store::{ConnectionStore, ParkedNotification, StoreError, SyncState, VendorConnection};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -9,6 +9,11 @@ use sqlx::Row;
 const COLUMNS: &str =
     "vendor, user_id, vendor_user_id, access_sealed, refresh_sealed, expires_at, \
      scope, status, last_sync_at, last_error, created_at";
+/// What [`row`] reads: the columns, then the sync state.
+const SELECTED: &str =
+    "vendor, user_id, vendor_user_id, access_sealed, refresh_sealed, expires_at, \
+     scope, status, last_sync_at, last_error, created_at, backfill_status, backfill_from, \
+     backfill_done_until, backfill_events, synced_until, next_sync_at";
 
 fn row(r: &sqlx::postgres::PgRow) -> VendorConnection {
     VendorConnection {
@@ -23,6 +28,14 @@ fn row(r: &sqlx::postgres::PgRow) -> VendorConnection {
         last_sync_at: r.get(8),
         last_error: r.get(9),
         created_at: r.get(10),
+        sync: SyncState {
+            backfill_status: r.get(11),
+            backfill_from: r.get(12),
+            backfill_done_until: r.get(13),
+            backfill_events: r.get(14),
+            synced_until: r.get(15),
+            next_sync_at: r.get(16),
+        },
     }
 }
 
@@ -64,7 +77,7 @@ impl ConnectionStore for PgStore {
         user_id: &str,
     ) -> Result<Option<VendorConnection>, StoreError> {
         let r = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM vendor_connections WHERE vendor = $1 AND user_id = $2"
+            "SELECT {SELECTED} FROM vendor_connections WHERE vendor = $1 AND user_id = $2"
         ))
         .bind(vendor)
         .bind(user_id)
@@ -79,7 +92,7 @@ impl ConnectionStore for PgStore {
         vendor_user_id: &str,
     ) -> Result<Option<VendorConnection>, StoreError> {
         let r = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM vendor_connections WHERE vendor = $1 AND vendor_user_id = $2"
+            "SELECT {SELECTED} FROM vendor_connections WHERE vendor = $1 AND vendor_user_id = $2"
         ))
         .bind(vendor)
         .bind(vendor_user_id)
@@ -90,7 +103,7 @@ impl ConnectionStore for PgStore {
 
     async fn connections_of(&self, user_id: &str) -> Result<Vec<VendorConnection>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM vendor_connections WHERE user_id = $1 ORDER BY vendor"
+            "SELECT {SELECTED} FROM vendor_connections WHERE user_id = $1 ORDER BY vendor"
         ))
         .bind(user_id)
         .fetch_all(&self.pool)
@@ -180,6 +193,92 @@ impl ConnectionStore for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn claim_sync(
+        &self,
+        vendors: &[String],
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<VendorConnection>, StoreError> {
+        let r = sqlx::query(&format!(
+            "UPDATE vendor_connections SET sync_owner = $2, sync_lease_until = $3 \
+             WHERE (vendor, user_id) = (SELECT vendor, user_id FROM vendor_connections \
+               WHERE status = 'connected' AND vendor = ANY($1) \
+                 AND (next_sync_at IS NULL OR next_sync_at <= $4) \
+                 AND (sync_lease_until IS NULL OR sync_lease_until < $4) \
+               ORDER BY next_sync_at NULLS FIRST LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING {SELECTED}"
+        ))
+        .bind(vendors)
+        .bind(owner)
+        .bind(until)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.as_ref().map(row))
+    }
+
+    async fn save_sync(
+        &self,
+        vendor: &str,
+        user_id: &str,
+        owner: &str,
+        sync: &SyncState,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE vendor_connections SET backfill_status = $4, backfill_from = $5, \
+             backfill_done_until = $6, backfill_events = $7, synced_until = $8, \
+             next_sync_at = $9, sync_lease_until = $10, \
+             sync_owner = CASE WHEN $10::timestamptz IS NULL THEN NULL ELSE sync_owner END, \
+             updated_at = now() \
+             WHERE vendor = $1 AND user_id = $2 AND sync_owner = $3",
+        )
+        .bind(vendor)
+        .bind(user_id)
+        .bind(owner)
+        .bind(&sync.backfill_status)
+        .bind(sync.backfill_from)
+        .bind(sync.backfill_done_until)
+        .bind(sync.backfill_events)
+        .bind(sync.synced_until)
+        .bind(sync.next_sync_at)
+        .bind(until)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn take_rate(
+        &self,
+        vendor: &str,
+        span_seconds: i64,
+        window_start: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<bool, StoreError> {
+        // Windows older than a day are of no use to anyone; dropped now and then.
+        if rand::random::<u8>() == 0 {
+            sqlx::query(
+                "DELETE FROM vendor_rate_windows WHERE window_start < now() - interval '2 days'",
+            )
+            .execute(&self.pool)
+            .await?;
+        }
+        let r = sqlx::query(
+            "INSERT INTO vendor_rate_windows (vendor, span_seconds, window_start, used) \
+             VALUES ($1, $2, $3, 1) ON CONFLICT (vendor, span_seconds, window_start) \
+             DO UPDATE SET used = vendor_rate_windows.used + 1 WHERE vendor_rate_windows.used < $4 \
+             RETURNING used",
+        )
+        .bind(vendor)
+        .bind(span_seconds as i32)
+        .bind(window_start)
+        .bind(limit as i32)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.is_some())
     }
 
     async fn delete_connection(&self, vendor: &str, user_id: &str) -> Result<bool, StoreError> {

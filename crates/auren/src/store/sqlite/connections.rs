@@ -1,7 +1,7 @@
 //! [`ConnectionStore`] on SQLite.
 
 use super::{parse_ts, ts, SqliteStore};
-use crate::store::{ConnectionStore, ParkedNotification, StoreError, VendorConnection};
+use crate::store::{ConnectionStore, ParkedNotification, StoreError, SyncState, VendorConnection};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
@@ -9,6 +9,11 @@ use rusqlite::{params, OptionalExtension};
 const COLUMNS: &str =
     "vendor, user_id, vendor_user_id, access_sealed, refresh_sealed, expires_at, \
      scope, status, last_sync_at, last_error, created_at";
+/// What [`row`] reads: the columns, then the sync state.
+const SELECTED: &str =
+    "vendor, user_id, vendor_user_id, access_sealed, refresh_sealed, expires_at, \
+     scope, status, last_sync_at, last_error, created_at, backfill_status, backfill_from, \
+     backfill_done_until, backfill_events, synced_until, next_sync_at";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<VendorConnection> {
     let opt_ts = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
@@ -29,6 +34,14 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<VendorConnection> {
         last_sync_at: opt_ts(8)?,
         last_error: r.get(9)?,
         created_at: parse_ts(&r.get::<_, String>(10)?)?,
+        sync: SyncState {
+            backfill_status: r.get(11)?,
+            backfill_from: opt_ts(12)?,
+            backfill_done_until: opt_ts(13)?,
+            backfill_events: r.get(14)?,
+            synced_until: opt_ts(15)?,
+            next_sync_at: opt_ts(16)?,
+        },
     })
 }
 
@@ -73,7 +86,7 @@ impl ConnectionStore for SqliteStore {
         self.with(move |c| {
             Ok(c.query_row(
                 &format!(
-                    "SELECT {COLUMNS} FROM vendor_connections WHERE vendor = ?1 AND user_id = ?2"
+                    "SELECT {SELECTED} FROM vendor_connections WHERE vendor = ?1 AND user_id = ?2"
                 ),
                 params![v, u],
                 row,
@@ -91,7 +104,7 @@ impl ConnectionStore for SqliteStore {
         let (v, u) = (vendor.to_string(), vendor_user_id.to_string());
         self.with(move |c| {
             Ok(c.query_row(
-                &format!("SELECT {COLUMNS} FROM vendor_connections WHERE vendor = ?1 AND vendor_user_id = ?2"),
+                &format!("SELECT {SELECTED} FROM vendor_connections WHERE vendor = ?1 AND vendor_user_id = ?2"),
                 params![v, u],
                 row,
             )
@@ -104,7 +117,7 @@ impl ConnectionStore for SqliteStore {
         let u = user_id.to_string();
         self.with(move |c| {
             let mut st = c.prepare(&format!(
-                "SELECT {COLUMNS} FROM vendor_connections WHERE user_id = ?1 ORDER BY vendor"
+                "SELECT {SELECTED} FROM vendor_connections WHERE user_id = ?1 ORDER BY vendor"
             ))?;
             let rows = st.query_map(params![u], row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -196,6 +209,114 @@ impl ConnectionStore for SqliteStore {
                 params![v, u, s, e, synced_at.map(ts)],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn claim_sync(
+        &self,
+        vendors: &[String],
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<VendorConnection>, StoreError> {
+        let (vendors, owner) = (vendors.to_vec(), owner.to_string());
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let now = ts(now);
+            let mut found = None;
+            {
+                let mut st = tx.prepare(&format!(
+                    "SELECT {SELECTED} FROM vendor_connections WHERE status = 'connected' \
+                     AND (next_sync_at IS NULL OR next_sync_at <= ?1) \
+                     AND (sync_lease_until IS NULL OR sync_lease_until < ?1) \
+                     ORDER BY next_sync_at IS NOT NULL, next_sync_at"
+                ))?;
+                let mut rows = st.query(params![now])?;
+                while let Some(r) = rows.next()? {
+                    let conn = row(r)?;
+                    if vendors.contains(&conn.vendor) {
+                        found = Some(conn);
+                        break;
+                    }
+                }
+            }
+            if let Some(conn) = &found {
+                tx.execute(
+                    "UPDATE vendor_connections SET sync_owner = ?3, sync_lease_until = ?4 \
+                     WHERE vendor = ?1 AND user_id = ?2",
+                    params![conn.vendor, conn.user_id, owner, ts(until)],
+                )?;
+            }
+            tx.commit()?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn save_sync(
+        &self,
+        vendor: &str,
+        user_id: &str,
+        owner: &str,
+        sync: &SyncState,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let (v, u, o, sync) = (
+            vendor.to_string(),
+            user_id.to_string(),
+            owner.to_string(),
+            sync.clone(),
+        );
+        self.with(move |c| {
+            let n = c.execute(
+                "UPDATE vendor_connections SET backfill_status = ?4, backfill_from = ?5, \
+                 backfill_done_until = ?6, backfill_events = ?7, synced_until = ?8, \
+                 next_sync_at = ?9, sync_lease_until = ?10, \
+                 sync_owner = CASE WHEN ?10 IS NULL THEN NULL ELSE sync_owner END, \
+                 updated_at = now() \
+                 WHERE vendor = ?1 AND user_id = ?2 AND sync_owner = ?3",
+                params![
+                    v,
+                    u,
+                    o,
+                    sync.backfill_status,
+                    sync.backfill_from.map(ts),
+                    sync.backfill_done_until.map(ts),
+                    sync.backfill_events,
+                    sync.synced_until.map(ts),
+                    sync.next_sync_at.map(ts),
+                    until.map(ts)
+                ],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn take_rate(
+        &self,
+        vendor: &str,
+        span_seconds: i64,
+        window_start: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<bool, StoreError> {
+        let v = vendor.to_string();
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM vendor_rate_windows WHERE window_start < ?1",
+                params![ts(window_start - chrono::Duration::days(2))],
+            )?;
+            let used: Option<i64> = c
+                .query_row(
+                    "INSERT INTO vendor_rate_windows (vendor, span_seconds, window_start, used) \
+                     VALUES (?1, ?2, ?3, 1) ON CONFLICT (vendor, span_seconds, window_start) \
+                     DO UPDATE SET used = used + 1 WHERE used < ?4 RETURNING used",
+                    params![v, span_seconds, ts(window_start), limit],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(used.is_some())
         })
         .await
     }
