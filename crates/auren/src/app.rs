@@ -127,6 +127,7 @@ impl Service {
                     pending_retry: Duration::from_secs(
                         settings.vendors.pending_score_retry_seconds,
                     ),
+                    max_rounds: settings.vendors.fetch_max_rounds as i32,
                 },
                 crate::connect::sync::Syncer {
                     connections: connections.clone(),

@@ -543,6 +543,10 @@ pub struct VendorSettings {
     /// A notified object whose vendor score is still pending is fetched again after this.
     #[arg(long, env = "AUREN_PENDING_SCORE_RETRY_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
     pub pending_score_retry_seconds: u64,
+    /// Rounds (minutes to an hour apart) at a notified object the vendor keeps failing, before
+    /// the notification goes to the dead-letter topic (`auren dlq replay` brings it back).
+    #[arg(long, env = "AUREN_FETCH_MAX_ROUNDS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub fetch_max_rounds: u32,
     /// Deadline of one request to a vendor.
     #[arg(long, env = "AUREN_VENDOR_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub vendor_timeout_ms: u64,

@@ -12,9 +12,9 @@
 //! Progress is durable: the group's offsets are stored after the fetched events are appended.
 //! A vendor that limits us is waited for (`Retry-After`, or the shared budget's window), 5xx and
 //! timeouts are retried with backoff; a notification that still fails is parked in the store
-//! and tried again later (a minute or the pending-score retry, doubling to an hour, twelve
-//! rounds), then written to the dead-letter topic with its error, from where `auren dlq replay`
-//! puts it back. A notification that cannot be fetched yet is parked too: for a vendor account
+//! and tried again later (a minute or the pending-score retry, doubling to an hour, for
+//! `AUREN_FETCH_MAX_ROUNDS` rounds), then written to the dead-letter topic with its error,
+//! from where `auren dlq replay` puts it back. A notification that cannot be fetched yet is parked too: for a vendor account
 //! not connected yet (fetched once it is), or whose score is still pending (tried again after
 //! `AUREN_PENDING_SCORE_RETRY_SECONDS`).
 
@@ -49,6 +49,9 @@ pub struct Fetcher {
     pub group: String,
     /// When a notification whose score is still pending is fetched again.
     pub pending_retry: Duration,
+    /// Rounds of attempts at a notification the vendor keeps failing, a parked wait apart,
+    /// before it is dead-lettered.
+    pub max_rounds: i32,
 }
 
 /// How often parked notifications (unknown account, pending score) are looked at.
@@ -91,9 +94,6 @@ fn action(vendor: Vendor, n: &Notification) -> Action {
         _ => Action::Unsupported,
     }
 }
-
-/// Rounds of attempts at a notification the vendor keeps failing, a parked wait apart.
-const FAILING_ATTEMPTS: i32 = 12;
 
 /// The wait before a failing notification's next round: from `base` (at most a minute),
 /// doubling, at most an hour.
@@ -324,7 +324,7 @@ impl Fetcher {
                         _ = shutdown.wait() => return Handled::Ignored,
                     }
                 }
-                Some(w) if attempts < FAILING_ATTEMPTS => {
+                Some(w) if attempts + 1 < self.max_rounds => {
                     // Still failing: kept in the store and tried again later, never lost.
                     let later = Utc::now()
                         + chrono::Duration::from_std(
