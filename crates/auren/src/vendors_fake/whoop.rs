@@ -1,14 +1,7 @@
-//! A fake WHOOP API on a local port, speaking the documented v2 formats: OAuth2 authorize and
-//! token (with refresh-token rotation), the basic profile, access revocation, sleeps, recoveries
-//! (single and paged), and injected failures (401, 429 with `Retry-After`, 5xx).
-//!
-//! The integration tests connect users against it, and `auren dev fake-vendors --port P` runs it
-//! so a newcomer can connect a simulated WHOOP user without a vendor account. Control endpoints
-//! under `/_fake` seed users and recoveries and inject failures; tests also call the same
-//! operations directly on [`FakeWhoop`].
-//!
-//! It is a test double: consent is automatic (the authorize page redirects at once) and nothing
-//! is persisted.
+//! The fake WHOOP API: OAuth2 authorize and token (with refresh-token rotation), the basic
+//! profile, access revocation, sleeps, workouts, cycles and recoveries (single and paged, with
+//! `start`/`end`/`limit`/`nextToken`), seeded history, deletions, signed notifications to a
+//! target URL, and injected failures (401, 429 with `Retry-After`, 5xx).
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -21,20 +14,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-/// A failure served instead of the next answer(s) whose path starts with `path_prefix`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Failure {
-    pub path_prefix: String,
-    pub status: u16,
-    #[serde(default)]
-    pub retry_after: Option<u64>,
-    #[serde(default = "one")]
-    pub count: u32,
-}
-
-fn one() -> u32 {
-    1
-}
+use super::{error, failure_response, take_failure, token, Failure};
 
 /// What the fake has served, for assertions.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -44,6 +24,8 @@ pub struct Stats {
     pub refreshes_refused: u64,
     pub revocations: u64,
     pub data_requests: u64,
+    /// Signed notifications posted to the webhook target.
+    pub notifications_sent: u64,
 }
 
 #[derive(Default)]
@@ -64,6 +46,10 @@ struct Whoop {
     sleeps: BTreeMap<String, Value>,
     /// By cycle id.
     recoveries: BTreeMap<i64, Value>,
+    cycles: BTreeMap<i64, Value>,
+    workouts: BTreeMap<String, Value>,
+    /// Where [`FakeWhoop::notify`] posts (WHOOP's dashboard webhook URL).
+    webhook_target: Option<String>,
     failures: VecDeque<Failure>,
     stats: Stats,
     /// Every token ever issued, access and refresh.
@@ -73,11 +59,6 @@ struct Whoop {
 /// The fake WHOOP API's state; cheap to clone.
 #[derive(Clone)]
 pub struct FakeWhoop(Arc<Mutex<Whoop>>);
-
-fn token() -> String {
-    let bytes: [u8; 24] = rand::random();
-    hex::encode(bytes)
-}
 
 impl FakeWhoop {
     pub fn new(client_id: &str, client_secret: &str) -> Self {
@@ -126,30 +107,126 @@ impl FakeWhoop {
         hrv_rmssd_milli: f64,
         resting_heart_rate: f64,
     ) -> String {
+        let end = Utc::now() - Duration::minutes(5);
         self.with(|w| {
-            let cycle = w.next_cycle;
-            w.next_cycle += 1;
-            let sleep_id = uuid::Uuid::new_v4().to_string();
-            let end = Utc::now() - Duration::minutes(5);
-            let start = end - Duration::hours(8);
-            let t = |d: DateTime<Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            w.sleeps.insert(
-                sleep_id.clone(),
-                json!({"id": sleep_id, "cycle_id": cycle, "v1_id": null, "user_id": user,
-                  "created_at": t(end), "updated_at": t(end), "start": t(start), "end": t(end),
-                  "timezone_offset": "+00:00", "nap": false, "score_state": "SCORED",
-                  "score": {"respiratory_rate": 16.1, "sleep_performance_percentage": 90.0}}),
-            );
-            let mut r = json!({"cycle_id": cycle, "sleep_id": sleep_id, "user_id": user,
-                "created_at": t(end), "updated_at": t(end), "score_state": score_state});
-            if score_state == "SCORED" {
-                r["score"] = json!({"user_calibrating": false, "recovery_score": recovery_score,
-                    "resting_heart_rate": resting_heart_rate, "hrv_rmssd_milli": hrv_rmssd_milli,
-                    "spo2_percentage": 95.6875, "skin_temp_celsius": 33.7});
-            }
-            w.recoveries.insert(cycle, r);
-            sleep_id
+            night(
+                w,
+                user,
+                end,
+                score_state,
+                Vitals {
+                    recovery_score,
+                    hrv_rmssd_milli,
+                    resting_heart_rate,
+                    respiratory_rate: 16.1,
+                },
+            )
         })
+    }
+
+    /// `days` nights of history for `user`, the last ending this morning (each a scored sleep,
+    /// cycle and recovery with plausible values: RMSSD around 55 ms, resting heart rate around
+    /// 56, recovery around 65), and a 45-minute scored run every third day. Returns the sleep
+    /// ids, oldest first.
+    pub fn seed_history(&self, user: i64, days: u32) -> Vec<String> {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        let today = Utc::now()
+            .date_naive()
+            .and_hms_opt(6, 30, 0)
+            .map(|t| t.and_utc())
+            .unwrap_or_else(Utc::now);
+        let last = if today > Utc::now() {
+            today - Duration::days(1)
+        } else {
+            today
+        };
+        self.with(|w| {
+            let mut ids = Vec::new();
+            for d in (0..i64::from(days)).rev() {
+                let end = last - Duration::days(d);
+                let hrv: f64 = (55.0f64.ln() + 0.15 * (rng.random::<f64>() - 0.5) * 2.0).exp();
+                let vitals = Vitals {
+                    recovery_score: (65.0 + rng.random_range(-20.0..20.0f64)).round(),
+                    hrv_rmssd_milli: hrv,
+                    resting_heart_rate: (56.0 + rng.random_range(-3.0..3.0f64)).round(),
+                    respiratory_rate: 15.5 + rng.random_range(-1.0..1.0f64),
+                };
+                ids.push(night(w, user, end, "SCORED", vitals));
+                if d % 3 == 0 {
+                    let start = end + Duration::hours(11);
+                    if start < Utc::now() {
+                        workout(w, user, start, 45, "running", "SCORED");
+                    }
+                }
+            }
+            ids
+        })
+    }
+
+    /// A workout of `minutes` for `user`, ended five minutes ago. Returns its id.
+    pub fn add_workout(
+        &self,
+        user: i64,
+        minutes: i64,
+        sport_name: &str,
+        score_state: &str,
+    ) -> String {
+        let start = Utc::now() - Duration::minutes(5 + minutes);
+        self.with(|w| workout(w, user, start, minutes, sport_name, score_state))
+    }
+
+    /// Deletes an object, as the user deleting it in the app would: `sleep` (and its recovery,
+    /// which WHOOP deletes with it), `recovery` (named by its sleep id, like the notification) or
+    /// `workout`. Whether there was one.
+    pub fn delete(&self, kind: &str, id: &str) -> bool {
+        self.with(|w| match kind {
+            "sleep" => {
+                let Some(s) = w.sleeps.remove(id) else {
+                    return false;
+                };
+                if let Some(c) = s["cycle_id"].as_i64() {
+                    w.recoveries.remove(&c);
+                }
+                true
+            }
+            "recovery" => {
+                let cycle = w.sleeps.get(id).and_then(|s| s["cycle_id"].as_i64());
+                cycle.is_some_and(|c| w.recoveries.remove(&c).is_some())
+            }
+            "workout" => w.workouts.remove(id).is_some(),
+            _ => false,
+        })
+    }
+
+    /// Where notifications go: the service's `/webhooks/whoop` (WHOOP's dashboard setting).
+    pub fn set_webhook_target(&self, url: Option<String>) {
+        self.with(|w| w.webhook_target = url);
+    }
+
+    /// Posts a WHOOP notification (`{user_id, id, type, trace_id}`, type e.g.
+    /// `recovery.updated`) to the webhook target, signed as WHOOP signs: base64 HMAC-SHA256 of
+    /// the millisecond timestamp and the body under the client secret. Returns the answer's
+    /// status.
+    pub async fn notify(&self, user: i64, id: &str, event_type: &str) -> anyhow::Result<u16> {
+        let (target, secret) = self.with(|w| (w.webhook_target.clone(), w.client_secret.clone()));
+        let target = target.ok_or_else(|| anyhow::anyhow!("no webhook target set"))?;
+        let body = json!({"user_id": user, "id": id, "type": event_type,
+            "trace_id": uuid::Uuid::new_v4().to_string()})
+        .to_string();
+        let ts = Utc::now().timestamp_millis().to_string();
+        let mut req = reqwest::Client::new()
+            .post(&target)
+            .timeout(std::time::Duration::from_secs(10))
+            .header("content-type", "application/json");
+        for (k, v) in
+            auren_core::vendors::whoop::signed_headers(secret.as_bytes(), &ts, body.as_bytes())
+        {
+            req = req.header(k, v);
+        }
+        let status = req.body(body).send().await?.status().as_u16();
+        self.with(|w| w.stats.notifications_sent += 1);
+        Ok(status)
     }
 
     /// Scores a pending recovery (named by its sleep), as WHOOP does once it has the data.
@@ -207,19 +284,25 @@ impl FakeWhoop {
             .route("/developer/v2/user/profile/basic", get(profile))
             .route("/developer/v2/user/access", delete(revoke))
             .route("/developer/v2/activity/sleep/{id}", get(sleep))
+            .route("/developer/v2/activity/sleep", get(sleeps))
+            .route("/developer/v2/activity/workout/{id}", get(workout_one))
+            .route("/developer/v2/activity/workout", get(workouts))
+            .route("/developer/v2/cycle/{id}", get(cycle_one))
+            .route("/developer/v2/cycle", get(cycles))
             .route("/developer/v2/cycle/{id}/recovery", get(cycle_recovery))
             .route("/developer/v2/recovery", get(recoveries))
             .route("/_fake/whoop/users", post(control_add_user))
             .route("/_fake/whoop/recoveries", post(control_add_recovery))
+            .route("/_fake/whoop/history", post(control_history))
+            .route("/_fake/whoop/workouts", post(control_add_workout))
+            .route("/_fake/whoop/delete", post(control_delete))
+            .route("/_fake/whoop/webhook", post(control_webhook))
+            .route("/_fake/whoop/notify", post(control_notify))
             .route("/_fake/whoop/failures", post(control_fail))
             .route("/_fake/whoop/stats", get(control_stats))
             .layer(axum::middleware::from_fn_with_state(self.clone(), inject))
             .with_state(self.clone())
     }
-}
-
-fn error(status: StatusCode, code: &str) -> Response {
-    (status, Json(json!({"error": code}))).into_response()
 }
 
 /// Serves an injected failure when one is queued for the path.
@@ -229,28 +312,8 @@ async fn inject(
     next: axum::middleware::Next,
 ) -> Response {
     let path = req.uri().path().to_string();
-    let hit = f.with(|w| {
-        let i = w
-            .failures
-            .iter()
-            .position(|x| path.starts_with(&x.path_prefix))?;
-        let x = w.failures[i].clone();
-        if x.count <= 1 {
-            w.failures.remove(i);
-        } else {
-            w.failures[i].count -= 1;
-        }
-        Some(x)
-    });
-    match hit {
-        Some(x) => {
-            let status = StatusCode::from_u16(x.status).unwrap_or(StatusCode::BAD_GATEWAY);
-            let mut r = error(status, "injected");
-            if let Some(s) = x.retry_after {
-                r.headers_mut().insert("retry-after", s.into());
-            }
-            r
-        }
+    match f.with(|w| take_failure(&mut w.failures, &path)) {
+        Some(x) => failure_response(&x),
         None => next.run(req).await,
     }
 }
@@ -447,30 +510,187 @@ async fn cycle_recovery(State(f): State<FakeWhoop>, h: HeaderMap, Path(id): Path
 struct PageQuery {
     #[serde(default)]
     limit: Option<usize>,
+    #[serde(default)]
+    start: Option<DateTime<Utc>>,
+    #[serde(default)]
+    end: Option<DateTime<Utc>>,
     #[serde(default, rename = "nextToken")]
     next_token: Option<String>,
 }
 
-/// Newest first, at most 25 a page, `next_token` the position of the next page.
+/// A collection page as WHOOP serves one: the user's records with `time_field` in
+/// [`start`, `end`), newest first, at most 25 a page (10 by default), `next_token` the position
+/// of the next page (absent on the last).
+fn page(mut mine: Vec<Value>, q: PageQuery, time_field: &str) -> Response {
+    let time = |v: &Value| {
+        v[time_field]
+            .as_str()
+            .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+    };
+    mine.retain(|v| {
+        let t = time(v);
+        q.start.is_none_or(|s| t.is_some_and(|t| t >= s))
+            && q.end.is_none_or(|e| t.is_some_and(|t| t < e))
+    });
+    // Stable: records of one instant keep their (newest-id-first) order.
+    mine.sort_by_key(|v| std::cmp::Reverse(time(v)));
+    let limit = q.limit.unwrap_or(10).clamp(1, 25);
+    let from: usize = match q.next_token.as_deref().map(str::parse) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "invalid nextToken"),
+    };
+    let records: Vec<Value> = mine.iter().skip(from).take(limit).cloned().collect();
+    let mut body = json!({ "records": records });
+    if from + limit < mine.len() {
+        body["next_token"] = json!((from + limit).to_string());
+    }
+    Json(body).into_response()
+}
+
+fn of_user<'a>(values: impl Iterator<Item = &'a Value>, user: i64) -> Vec<Value> {
+    values
+        .filter(|v| v["user_id"] == json!(user))
+        .cloned()
+        .collect()
+}
+
 async fn recoveries(
     State(f): State<FakeWhoop>,
     h: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
     let user = authed!(f, h);
-    let limit = q.limit.unwrap_or(10).clamp(1, 25);
-    let from: usize = q.next_token.and_then(|t| t.parse().ok()).unwrap_or(0);
-    let mine: Vec<Value> = f.with(|w| {
-        w.recoveries
-            .values()
-            .rev()
-            .filter(|v| v["user_id"] == json!(user))
-            .cloned()
-            .collect()
-    });
-    let page: Vec<Value> = mine.iter().skip(from).take(limit).cloned().collect();
-    let next = (from + limit < mine.len()).then(|| (from + limit).to_string());
-    Json(json!({"records": page, "next_token": next})).into_response()
+    let mine = f.with(|w| of_user(w.recoveries.values().rev(), user));
+    page(mine, q, "created_at")
+}
+
+async fn sleeps(State(f): State<FakeWhoop>, h: HeaderMap, Query(q): Query<PageQuery>) -> Response {
+    let user = authed!(f, h);
+    let mine = f.with(|w| of_user(w.sleeps.values(), user));
+    page(mine, q, "start")
+}
+
+async fn workouts(
+    State(f): State<FakeWhoop>,
+    h: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let user = authed!(f, h);
+    let mine = f.with(|w| of_user(w.workouts.values(), user));
+    page(mine, q, "start")
+}
+
+async fn cycles(State(f): State<FakeWhoop>, h: HeaderMap, Query(q): Query<PageQuery>) -> Response {
+    let user = authed!(f, h);
+    let mine = f.with(|w| of_user(w.cycles.values().rev(), user));
+    page(mine, q, "start")
+}
+
+async fn workout_one(State(f): State<FakeWhoop>, h: HeaderMap, Path(id): Path<String>) -> Response {
+    let user = authed!(f, h);
+    match f.with(|w| owned(w.workouts.get(&id), user)) {
+        Some(v) => Json(v).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found"),
+    }
+}
+
+async fn cycle_one(State(f): State<FakeWhoop>, h: HeaderMap, Path(id): Path<i64>) -> Response {
+    let user = authed!(f, h);
+    match f.with(|w| owned(w.cycles.get(&id), user)) {
+        Some(v) => Json(v).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found"),
+    }
+}
+
+fn stamp(d: DateTime<Utc>) -> String {
+    d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// What a night measured.
+struct Vitals {
+    recovery_score: f64,
+    hrv_rmssd_milli: f64,
+    resting_heart_rate: f64,
+    respiratory_rate: f64,
+}
+
+/// A night ending at `end`: an eight-hour scored sleep with its stages, its cycle (from waking,
+/// still open) and its recovery in `score_state`. Returns the sleep id.
+fn night(w: &mut Whoop, user: i64, end: DateTime<Utc>, score_state: &str, v: Vitals) -> String {
+    let cycle = w.next_cycle;
+    w.next_cycle += 1;
+    let sleep_id = uuid::Uuid::new_v4().to_string();
+    let start = end - Duration::hours(8);
+    let t = stamp;
+    let ms = |min: i64| min * 60_000;
+    w.sleeps.insert(
+        sleep_id.clone(),
+        json!({"id": sleep_id, "cycle_id": cycle, "v1_id": null, "user_id": user,
+          "created_at": t(end), "updated_at": t(end), "start": t(start), "end": t(end),
+          "timezone_offset": "+00:00", "nap": false, "score_state": "SCORED",
+          "score": {"stage_summary": {"total_in_bed_time_milli": ms(480),
+              "total_awake_time_milli": ms(35), "total_no_data_time_milli": 0,
+              "total_light_sleep_time_milli": ms(235), "total_slow_wave_sleep_time_milli": ms(100),
+              "total_rem_sleep_time_milli": ms(110), "sleep_cycle_count": 4,
+              "disturbance_count": 11},
+            "sleep_needed": {"baseline_milli": ms(460), "need_from_sleep_debt_milli": 0,
+              "need_from_recent_strain_milli": 0, "need_from_recent_nap_milli": 0},
+            "respiratory_rate": v.respiratory_rate, "sleep_performance_percentage": 90.0,
+            "sleep_consistency_percentage": 85.0, "sleep_efficiency_percentage": 92.7}}),
+    );
+    w.cycles.insert(
+        cycle,
+        json!({"id": cycle, "user_id": user, "created_at": t(end), "updated_at": t(end),
+          "start": t(start), "timezone_offset": "+00:00", "score_state": "SCORED",
+          "score": {"strain": 9.8, "kilojoule": 8288.3, "average_heart_rate": 68,
+            "max_heart_rate": 141}}),
+    );
+    // The previous cycle of this user ends where this one starts.
+    let previous = w
+        .cycles
+        .iter()
+        .rev()
+        .find(|(id, c)| **id != cycle && c["user_id"] == json!(user) && c["end"].is_null())
+        .map(|(id, _)| *id);
+    if let Some(c) = previous.and_then(|id| w.cycles.get_mut(&id)) {
+        c["end"] = json!(t(start));
+    }
+    let mut r = json!({"cycle_id": cycle, "sleep_id": sleep_id, "user_id": user,
+        "created_at": t(end), "updated_at": t(end), "score_state": score_state});
+    if score_state == "SCORED" {
+        r["score"] = json!({"user_calibrating": false, "recovery_score": v.recovery_score,
+            "resting_heart_rate": v.resting_heart_rate, "hrv_rmssd_milli": v.hrv_rmssd_milli,
+            "spo2_percentage": 95.6875, "skin_temp_celsius": 33.7});
+    }
+    w.recoveries.insert(cycle, r);
+    sleep_id
+}
+
+fn workout(
+    w: &mut Whoop,
+    user: i64,
+    start: DateTime<Utc>,
+    minutes: i64,
+    sport_name: &str,
+    score_state: &str,
+) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    let end = start + Duration::minutes(minutes);
+    let t = stamp;
+    let mut v = json!({"id": id, "v1_id": null, "user_id": user, "created_at": t(end),
+        "updated_at": t(end), "start": t(start), "end": t(end), "timezone_offset": "+00:00",
+        "sport_name": sport_name, "score_state": score_state});
+    if score_state == "SCORED" {
+        let zone = minutes * 60_000 / 6;
+        v["score"] = json!({"strain": 11.2, "average_heart_rate": 142, "max_heart_rate": 171,
+            "kilojoule": 2100.5, "percent_recorded": 100.0, "distance_meter": 7400.0,
+            "zone_durations": {"zone_zero_milli": zone, "zone_one_milli": zone,
+              "zone_two_milli": zone, "zone_three_milli": zone, "zone_four_milli": zone,
+              "zone_five_milli": zone}});
+    }
+    w.workouts.insert(id.clone(), v);
+    id
 }
 
 async fn control_add_user(State(f): State<FakeWhoop>) -> Json<Value> {
@@ -505,6 +725,79 @@ async fn control_add_recovery(
     Json(json!({"sleep_id": id}))
 }
 
+#[derive(Deserialize)]
+struct History {
+    user_id: i64,
+    days: u32,
+}
+
+async fn control_history(State(f): State<FakeWhoop>, Json(h): Json<History>) -> Json<Value> {
+    Json(json!({"sleep_ids": f.seed_history(h.user_id, h.days.min(3660))}))
+}
+
+#[derive(Deserialize)]
+struct NewWorkout {
+    user_id: i64,
+    #[serde(default = "forty_five")]
+    minutes: i64,
+    #[serde(default = "running")]
+    sport_name: String,
+    #[serde(default = "scored")]
+    score_state: String,
+}
+
+fn forty_five() -> i64 {
+    45
+}
+
+fn running() -> String {
+    "running".into()
+}
+
+async fn control_add_workout(State(f): State<FakeWhoop>, Json(n): Json<NewWorkout>) -> Json<Value> {
+    let minutes = n.minutes.clamp(1, 24 * 60);
+    Json(json!({"id": f.add_workout(n.user_id, minutes, &n.sport_name, &n.score_state)}))
+}
+
+#[derive(Deserialize)]
+struct Deletion {
+    kind: String,
+    id: String,
+}
+
+async fn control_delete(State(f): State<FakeWhoop>, Json(d): Json<Deletion>) -> StatusCode {
+    if f.delete(&d.kind, &d.id) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+#[derive(Deserialize)]
+struct Target {
+    url: Option<String>,
+}
+
+async fn control_webhook(State(f): State<FakeWhoop>, Json(t): Json<Target>) -> StatusCode {
+    f.set_webhook_target(t.url);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct Notify {
+    user_id: i64,
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+}
+
+async fn control_notify(State(f): State<FakeWhoop>, Json(n): Json<Notify>) -> Response {
+    match f.notify(n.user_id, &n.id, &n.event_type).await {
+        Ok(status) => Json(json!({"status": status})).into_response(),
+        Err(e) => error(StatusCode::BAD_GATEWAY, &e.to_string()),
+    }
+}
+
 async fn control_fail(State(f): State<FakeWhoop>, Json(x): Json<Failure>) -> StatusCode {
     f.fail(x);
     StatusCode::NO_CONTENT
@@ -514,64 +807,140 @@ async fn control_stats(State(f): State<FakeWhoop>) -> Json<Stats> {
     Json(f.stats())
 }
 
-/// Serves the fake on `listener` until `stop` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    whoop: FakeWhoop,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, whoop.router())
-        .with_graceful_shutdown(stop)
-        .await
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auren_core::vendors::whoop::data::{self, Page, Sleep, Workout};
 
-/// `auren dev fake-vendors`.
-#[derive(Debug, clap::Args)]
-pub struct FakeVendorsArgs {
-    /// Port on 127.0.0.1.
-    #[arg(long, default_value_t = 8300)]
-    pub port: u16,
-    /// The client id the fake accepts (set the service's WHOOP_CLIENT_ID to it).
-    #[arg(long, default_value = "auren-dev")]
-    pub whoop_client_id: String,
-    /// The client secret the fake accepts; default: the service's dev-mode secret from
-    /// `<data dir>/dev-secrets.json`.
-    #[arg(long, env = "WHOOP_CLIENT_SECRET", hide_env_values = true)]
-    pub whoop_client_secret: Option<String>,
-    /// The service's data directory, where dev mode keeps its secrets.
-    #[arg(long, env = "AUREN_DATA_DIR", default_value = "./data")]
-    pub data_dir: std::path::PathBuf,
-}
+    const ID: &str = "whoop-client";
+    const SECRET: &str = "whoop-secret";
 
-pub async fn run(args: FakeVendorsArgs) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let secret = match args.whoop_client_secret {
-        Some(s) => s,
-        None => {
-            let path = args.data_dir.join(crate::settings::DEV_SECRETS_FILE);
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "no --whoop-client-secret, and {} cannot be read (run `AUREN_DEV_MODE=1 auren serve` once)",
-                    path.display()
-                )
-            })?;
-            let v: Value = serde_json::from_str(&text)?;
-            v["whoop_client_secret"]
+    async fn start() -> (FakeWhoop, String) {
+        let fake = FakeWhoop::new(ID, SECRET);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = fake.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (fake, url)
+    }
+
+    /// A token for `user` without the browser: the fake's state, as the token endpoint fills it.
+    fn token_for(fake: &FakeWhoop, user: i64) -> String {
+        fake.with(|w| {
+            issue(w, user, "offline read:sleep")["access_token"]
                 .as_str()
-                .context("dev-secrets.json has no whoop_client_secret")?
+                .unwrap()
                 .to_string()
+        })
+    }
+
+    #[tokio::test]
+    async fn history_pages_newest_first_and_deletes_take_the_recovery_along() {
+        let (fake, url) = start().await;
+        let user = fake.add_user();
+        let ids = fake.seed_history(user, 30);
+        assert_eq!(ids.len(), 30);
+        let token = token_for(&fake, user);
+        let c = reqwest::Client::new();
+        let mut next: Option<String> = None;
+        let mut seen: Vec<Sleep> = Vec::new();
+        loop {
+            let mut q = vec![("limit", "25".to_string())];
+            if let Some(t) = &next {
+                q.push(("nextToken", t.clone()));
+            }
+            let r = c
+                .get(format!("{url}/developer/v2/activity/sleep"))
+                .query(&q)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let page: Page<Sleep> = data::parse(&r.bytes().await.unwrap()).unwrap();
+            assert!(page.records.len() <= 25);
+            seen.extend(page.records);
+            next = page.next_token;
+            if next.is_none() {
+                break;
+            }
         }
-    };
-    let whoop = FakeWhoop::new(&args.whoop_client_id, &secret);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
-    eprintln!(
-        "fake WHOOP API on http://{} (client id {}); POST /_fake/whoop/users to add a user",
-        listener.local_addr()?,
-        args.whoop_client_id
-    );
-    serve(listener, whoop, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
-    Ok(())
+        assert_eq!(seen.len(), 30);
+        assert!(seen.windows(2).all(|w| w[0].start > w[1].start));
+        assert!(seen.iter().all(|s| !data::sleep_samples(s).is_empty()));
+
+        // start/end bound the page by the sleep's start.
+        let start = seen[4].start.to_rfc3339();
+        let r = c
+            .get(format!("{url}/developer/v2/activity/sleep"))
+            .query(&[("start", start.as_str())])
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let page: Page<Sleep> = data::parse(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(page.records.len(), 5);
+
+        let workout = fake.add_workout(user, 40, "cycling", "SCORED");
+        let r = c
+            .get(format!("{url}/developer/v2/activity/workout/{workout}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let w: Workout = data::parse(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(data::workout_samples(&w)[0].value, 40.0);
+
+        let last = ids.last().unwrap();
+        assert!(fake.delete("sleep", last));
+        let gone = c
+            .get(format!("{url}/developer/v2/activity/sleep/{last}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gone.status(), 404);
+        assert!(!fake.delete("recovery", last));
+        assert_eq!(fake.with(|w| w.recoveries.len()), 29);
+    }
+
+    #[tokio::test]
+    async fn notify_posts_a_signed_notification_to_the_target() {
+        let (fake, _) = start().await;
+        let got: Arc<Mutex<Vec<(HeaderMap, axum::body::Bytes)>>> = Arc::default();
+        let seen = got.clone();
+        let app = Router::new().route(
+            "/webhooks/whoop",
+            post(move |h: HeaderMap, b: axum::body::Bytes| async move {
+                seen.lock().unwrap().push((h, b));
+                StatusCode::NO_CONTENT
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = format!("http://{}/webhooks/whoop", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let user = fake.add_user();
+        assert!(fake.notify(user, "x", "recovery.updated").await.is_err());
+        fake.set_webhook_target(Some(target));
+        let sleep = fake.add_recovery(user, "SCORED", 30.0, 31.8, 64.0);
+        assert_eq!(
+            fake.notify(user, &sleep, "recovery.updated").await.unwrap(),
+            204
+        );
+        let (h, b) = got.lock().unwrap()[0].clone();
+        let header = |k: &str| h.get(k).and_then(|v| v.to_str().ok());
+        assert!(auren_core::vendors::whoop::verify(
+            SECRET.as_bytes(),
+            header("x-whoop-signature"),
+            header("x-whoop-signature-timestamp"),
+            &b,
+            Utc::now(),
+        )
+        .is_ok());
+        let d = auren_core::vendors::whoop::parse_delivery(&b).unwrap();
+        assert_eq!(d.split_type(), ("recovery", "updated"));
+        assert_eq!(d.id.to_id_string(), sleep);
+        assert_eq!(fake.stats().notifications_sent, 1);
+    }
 }
