@@ -28,7 +28,10 @@ fn check(vendor: Vendor, samples: &[NormalisedSample]) {
     let keys = common::pseudonyms();
     for s in samples {
         let (lo, hi) = s.metric.plausible_range();
-        assert!(s.value.is_finite() && s.value >= lo && s.value <= hi, "{s:?}");
+        assert!(
+            s.value.is_finite() && s.value >= lo && s.value <= hi,
+            "{s:?}"
+        );
         assert!(!s.identity.is_empty());
         let e = ingest::sample_event(vendor, "fuzz-user", s, &keys, common::now());
         serde_json::to_vec(&e).unwrap();

@@ -740,14 +740,10 @@ macro_rules! authed {
     };
 }
 
-/// 403 as Oura answers a token without the type's scope (or an expired membership).
-fn check_scope(g: &Grant, data_type: &str) -> Result<(), Response> {
+/// The 403 Oura answers a token without the type's scope (or an expired membership) with.
+fn check_scope(g: &Grant, data_type: &str) -> Option<Response> {
     let need = scope_of(data_type);
-    if g.scope.split(' ').any(|s| s == need) {
-        Ok(())
-    } else {
-        Err(detail(StatusCode::FORBIDDEN, "missing scope"))
-    }
+    (!g.scope.split(' ').any(|s| s == need)).then(|| detail(StatusCode::FORBIDDEN, "missing scope"))
 }
 
 async fn personal_info(State(f): State<FakeOura>, h: HeaderMap) -> Response {
@@ -769,7 +765,7 @@ async fn document(
     let Some((name, DateRange::Dates)) = served_type(&kind) else {
         return detail(StatusCode::NOT_FOUND, "Not Found");
     };
-    if let Err(r) = check_scope(&g, name) {
+    if let Some(r) = check_scope(&g, name) {
         return r;
     }
     let doc = f.with(|o| {
@@ -830,7 +826,7 @@ async fn collection(
     let Some((name, range)) = served_type(&kind) else {
         return detail(StatusCode::NOT_FOUND, "Not Found");
     };
-    if let Err(r) = check_scope(&g, name) {
+    if let Some(r) = check_scope(&g, name) {
         return r;
     }
     let mine: Vec<Value> = match range {
@@ -894,19 +890,20 @@ async fn collection(
     Json(json!({"data": data, "next_token": next})).into_response()
 }
 
-/// The app's credentials on a subscription call: 401 when missing, 403 when wrong.
-fn app_auth(f: &FakeOura, h: &HeaderMap) -> Result<(), Response> {
+/// The refusal of a subscription call without the app's credentials: 401 when missing, 403
+/// when wrong.
+fn app_auth(f: &FakeOura, h: &HeaderMap) -> Option<Response> {
     let header = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
     let (id, secret) = (header("x-client-id"), header("x-client-secret"));
     f.with(|o| match (id, secret) {
-        (Some(i), Some(s)) if i == o.client_id && s == o.client_secret => Ok(()),
+        (Some(i), Some(s)) if i == o.client_id && s == o.client_secret => None,
         (Some(_), Some(_)) => {
             o.stats.subscription_auth_refused += 1;
-            Err(detail(StatusCode::FORBIDDEN, "Forbidden"))
+            Some(detail(StatusCode::FORBIDDEN, "Forbidden"))
         }
         _ => {
             o.stats.subscription_auth_refused += 1;
-            Err(detail(StatusCode::UNAUTHORIZED, "Unauthorized"))
+            Some(detail(StatusCode::UNAUTHORIZED, "Unauthorized"))
         }
     })
 }
@@ -965,20 +962,20 @@ fn unprocessable(what: &str) -> Response {
     detail(StatusCode::UNPROCESSABLE_ENTITY, what)
 }
 
-fn check_types(event_type: &str, data_type: &str) -> Result<(), Response> {
+fn check_types(event_type: &str, data_type: &str) -> Option<Response> {
     if !["create", "update", "delete"].contains(&event_type) {
-        return Err(unprocessable(
+        return Some(unprocessable(
             "event_type is not one of create, update, delete",
         ));
     }
     if !WEBHOOK_DATA_TYPES.contains(&data_type) {
-        return Err(unprocessable("data_type is not a webhook data type"));
+        return Some(unprocessable("data_type is not a webhook data type"));
     }
-    Ok(())
+    None
 }
 
 async fn list_subscriptions(State(f): State<FakeOura>, h: HeaderMap) -> Response {
-    if let Err(r) = app_auth(&f, &h) {
+    if let Some(r) = app_auth(&f, &h) {
         return r;
     }
     f.with(|o| o.stats.subscriptions_listed += 1);
@@ -986,7 +983,7 @@ async fn list_subscriptions(State(f): State<FakeOura>, h: HeaderMap) -> Response
 }
 
 async fn create_subscription(State(f): State<FakeOura>, h: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = app_auth(&f, &h) {
+    if let Some(r) = app_auth(&f, &h) {
         return r;
     }
     let Ok(c) = serde_json::from_slice::<CreateSubscription>(&body) else {
@@ -994,7 +991,7 @@ async fn create_subscription(State(f): State<FakeOura>, h: HeaderMap, body: Byte
             "callback_url, verification_token, event_type and data_type are required",
         );
     };
-    if let Err(r) = check_types(&c.event_type, &c.data_type) {
+    if let Some(r) = check_types(&c.event_type, &c.data_type) {
         return r;
     }
     if !handshake(&f, &c.callback_url, &c.verification_token).await {
@@ -1025,7 +1022,7 @@ async fn get_subscription(
     h: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = app_auth(&f, &h) {
+    if let Some(r) = app_auth(&f, &h) {
         return r;
     }
     match f.with(|o| o.subscriptions.get(&id).cloned()) {
@@ -1040,7 +1037,7 @@ async fn update_subscription(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = app_auth(&f, &h) {
+    if let Some(r) = app_auth(&f, &h) {
         return r;
     }
     let Ok(u) = serde_json::from_slice::<UpdateSubscription>(&body) else {
@@ -1058,7 +1055,7 @@ async fn update_subscription(
     if let Some(d) = u.data_type {
         s.data_type = d;
     }
-    if let Err(r) = check_types(&s.event_type, &s.data_type) {
+    if let Some(r) = check_types(&s.event_type, &s.data_type) {
         return r;
     }
     if !handshake(&f, &s.callback_url, &u.verification_token).await {
@@ -1082,7 +1079,7 @@ async fn delete_subscription(
     h: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = app_auth(&f, &h) {
+    if let Some(r) = app_auth(&f, &h) {
         return r;
     }
     let removed = f.with(|o| {
@@ -1104,7 +1101,7 @@ async fn renew_subscription(
     h: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = app_auth(&f, &h) {
+    if let Some(r) = app_auth(&f, &h) {
         return r;
     }
     let renewed = f.with(|o| {
