@@ -86,8 +86,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DevCommand {
-    /// Run a fake WHOOP API (OAuth2 with rotating refresh tokens, profile, sleeps, recoveries,
-    /// failure injection under /_fake) on a local port; point WHOOP_API_BASE_URL at it.
+    /// Run fake WHOOP and Oura APIs (OAuth2 with rotating refresh tokens, data, Oura webhook
+    /// subscriptions, signed notifications, seeded history, failure injection under /_fake) on
+    /// one local port; point WHOOP_API_BASE_URL / OURA_API_BASE_URL at it.
     FakeVendors(crate::vendors_fake::FakeVendorsArgs),
 }
 

@@ -24,7 +24,7 @@
 //! - [`shutdown`]: one signal every long-running piece stops on, and the drain after it.
 //! - [`app`]: `serve` and `bridge`, the long-running commands; [`cli`]: every command.
 //! - [`connect`]: users' OAuth2 connections to Oura and WHOOP, and the fetch-after-notify
-//!   worker; [`vendors_fake`]: a fake WHOOP API for tests and newcomers.
+//!   worker; [`vendors_fake`]: fake WHOOP and Oura APIs for tests and newcomers.
 //! - [`dlq`]: dead-letter replay; [`replay`]: a scenario file through the engine offline;
 //!   [`simulate`]: realistic signed traffic for a running service;
 //!   [`telemetry`]: metrics and log lines; [`tls`]: certificates for the API listener and Redis.
