@@ -76,6 +76,7 @@ pub struct OuraStats {
     pub subscription_auth_refused: u64,
     /// Verification handshakes the callback did not answer correctly.
     pub handshakes_failed: u64,
+    /// Deliveries that reached a receiver (whatever it answered).
     pub notifications_sent: u64,
 }
 
@@ -504,7 +505,9 @@ impl FakeOura {
                 .await
                 .map(|r| r.status().as_u16())
                 .map_err(|e| e.to_string());
-            self.with(|o| o.stats.notifications_sent += 1);
+            if r.is_ok() {
+                self.with(|o| o.stats.notifications_sent += 1);
+            }
             out.push((url, r));
         }
         out
