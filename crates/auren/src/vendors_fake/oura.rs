@@ -76,6 +76,7 @@ pub struct OuraStats {
     pub subscription_auth_refused: u64,
     /// Verification handshakes the callback did not answer correctly.
     pub handshakes_failed: u64,
+    /// Deliveries that reached a receiver (whatever it answered).
     pub notifications_sent: u64,
 }
 
@@ -260,15 +261,23 @@ impl FakeOura {
         self.with(|o| o.page_size = n.max(1));
     }
 
-    /// A document of `data_type` for `user`, dated today: a plausible one with `fields` laid over
-    /// it (e.g. `{"average_hrv": 31, "lowest_heart_rate": 64}` or `{"type": "rest"}`). Its id is
-    /// new unless `fields` has one; `meta` is version 1, updated now. None for a type not served.
+    /// A document of `data_type` for `user`, dated today (the latest one already over): a
+    /// plausible one with `fields` laid over it (e.g. `{"average_hrv": 31,
+    /// "lowest_heart_rate": 64}` or `{"type": "rest"}`). Its id is new unless `fields` has one;
+    /// `meta` is version 1, updated now. None for a type not served.
     pub fn add_document(&self, user: &str, data_type: &str, fields: Value) -> Option<String> {
         let (name, range) = served_type(data_type)?;
         if range == DateRange::DateTimes {
             return None;
         }
-        let mut doc = template(name, Utc::now().date_naive(), &mut rand::rng())?;
+        let mut rng = rand::rng();
+        let today = Utc::now().date_naive();
+        let mut doc = template(name, today, &mut rng)?;
+        // Before this morning's night (or this evening's workout) is over, yesterday's: a
+        // reading dated in the future would be refused at ingest.
+        if ready_at(&doc).is_some_and(|r| r > Utc::now()) {
+            doc = template(name, today.pred_opt().unwrap_or(today), &mut rng)?;
+        }
         if let (Some(d), Some(f)) = (doc.as_object_mut(), fields.as_object()) {
             for (k, v) in f {
                 d.insert(k.clone(), v.clone());
@@ -504,7 +513,9 @@ impl FakeOura {
                 .await
                 .map(|r| r.status().as_u16())
                 .map_err(|e| e.to_string());
-            self.with(|o| o.stats.notifications_sent += 1);
+            if r.is_ok() {
+                self.with(|o| o.stats.notifications_sent += 1);
+            }
             out.push((url, r));
         }
         out
