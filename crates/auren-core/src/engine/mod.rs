@@ -301,6 +301,10 @@ pub struct UserState {
     pub nights: Nights,
     pub streaks: Streaks,
     pub flags: Flags,
+    /// When the user's vendor history was fetched (the backfill marker's receipt, Unix
+    /// seconds): readings dated well before it are their past (see [`UserState::apply`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_until: Option<i64>,
     /// Since when (event time) the current mode's exit condition has held.
     pub exit_since: Option<i64>,
     pub anomalies: u32,
@@ -328,6 +332,7 @@ impl Default for UserState {
             nights: Nights::default(),
             streaks: Streaks::default(),
             flags: Flags::default(),
+            history_until: None,
             exit_since: None,
             anomalies: 0,
             events: 0,
@@ -614,6 +619,8 @@ impl UserState {
             Payload::Reading(r) => r,
             Payload::Backfill(_) => {
                 self.mark_backfilled();
+                let fetched = event.received_at.timestamp();
+                self.history_until = Some(self.history_until.map_or(fetched, |h| h.max(fetched)));
                 return out;
             }
             Payload::Notification(_) | Payload::Deletion(_) => return out,
@@ -685,6 +692,16 @@ impl UserState {
             self.absorb(cfg, r.metric, r.value, at as u32)
         };
 
+        // A backfilled reading dated before its daily window could reach the time the history
+        // was fetched is the user's past: it builds their baselines and latest values, but it
+        // cannot say what mode they are in now, and sixty days of old switches would reach the
+        // agent as if they were news. The last day of the history still decides, so the user
+        // starts in the mode their last night puts them in.
+        let window = (cfg.stability.daily_window_hours * 3600) as i64;
+        if self.history_until.is_some_and(|h| at < h - window) {
+            out.significant = self.significant(cfg);
+            return out;
+        }
         let e = rules::evaluate(self, cfg, now, artefact);
         decision::count(self, cfg, r.metric, fresh, &e);
         let daily = fresh && decision::is_daily(r.metric);

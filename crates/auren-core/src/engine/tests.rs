@@ -464,6 +464,48 @@ fn a_backfilled_user_is_personal_from_the_first_day() {
     assert_eq!(r.mode(), Mode::Reflex, "a personal drop confirms itself");
 }
 
+/// Sixty nights fetched at once when the user connects, with a crashed night in the middle:
+/// the history builds the baselines but publishes no switch from the past; the last night, within
+/// its daily window of the fetch, still decides, and live data after it switches as usual.
+#[test]
+fn a_backfilled_history_builds_baselines_but_switches_only_from_its_last_day() {
+    let mut r = Run::new();
+    let fetched = T0 + 60 * DAY + 9 * 3600;
+    let mut marker = ev(Metric::HeartRate, 70.0, fetched);
+    marker.id = EventId::derive(&["backfill"]);
+    marker.payload = Payload::Backfill(crate::model::Backfill {
+        since: DateTime::from_timestamp(T0, 0).unwrap(),
+    });
+    r.state.apply(&r.cfg, USER, &marker);
+    let past = |metric, value, at| {
+        let mut e = ev(metric, value, at);
+        e.received_at = DateTime::from_timestamp(fetched, 0).unwrap();
+        e
+    };
+    for d in 0..60 {
+        let at = T0 + d * DAY + 7 * 3600;
+        // Night 30 crashes: live, it would be REFLEX.
+        let v = if d == 30 { 18.0 } else { 50.0 + (d % 3) as f64 };
+        for (i, x) in [v, v].into_iter().enumerate() {
+            let mut e = past(Metric::HrvRmssd, x, at + i as i64 * 60);
+            e.id = EventId::derive(&["h", &d.to_string(), &i.to_string()]);
+            let out = r.state.apply(&r.cfg, USER, &e);
+            assert!(out.applied && out.switch.is_none(), "night {d}");
+        }
+    }
+    assert!(!r.state.calibrating(&r.cfg));
+    assert!(r.state.hrv_baseline(&r.cfg, Metric::HrvRmssd).1);
+    assert_eq!(r.mode(), Mode::Pattern);
+    // The fetched last night is within its window of the fetch: a crash there is today's news.
+    let last = T0 + 60 * DAY + 7 * 3600;
+    for i in 0..2 {
+        let mut e = past(Metric::HrvRmssd, 20.0, last + i * 60);
+        e.id = EventId::derive(&["last", &i.to_string()]);
+        r.state.apply(&r.cfg, USER, &e);
+    }
+    assert_eq!(r.mode(), Mode::Reflex, "the last night decides");
+}
+
 #[test]
 fn rmssd_and_sdnn_never_share_a_baseline() {
     let mut r = Run::new();

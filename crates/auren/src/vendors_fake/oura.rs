@@ -78,6 +78,8 @@ pub struct OuraStats {
     pub handshakes_failed: u64,
     /// Deliveries that reached a receiver (whatever it answered).
     pub notifications_sent: u64,
+    /// Grants revoked through `/oauth/revoke`.
+    pub revocations: u64,
 }
 
 /// A webhook subscription, as Oura's `WebhookSubscriptionModel` (the verification token is
@@ -526,6 +528,7 @@ impl FakeOura {
         Router::new()
             .route("/oauth/authorize", get(authorize))
             .route("/oauth/token", post(token_endpoint))
+            .route("/oauth/revoke", get(revoke))
             .route("/v2/usercollection/personal_info", get(personal_info))
             .route("/v2/usercollection/{kind}", get(collection))
             .route("/v2/usercollection/{kind}/{id}", get(document))
@@ -723,6 +726,26 @@ async fn token_endpoint(
             },
             _ => error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
         }
+    })
+}
+
+#[derive(Deserialize)]
+struct RevokeQuery {
+    access_token: String,
+}
+
+/// `GET /oauth/revoke?access_token=`: Oura's OAuth server ends the grant the token belongs to
+/// (the API reference documents no revocation; Oura's client libraries call this). Every token
+/// the user gave this app stops working.
+async fn revoke(State(f): State<FakeOura>, Query(q): Query<RevokeQuery>) -> Response {
+    f.with(|o| {
+        let Some((grant, _)) = o.access.get(&q.access_token).cloned() else {
+            return error(StatusCode::UNAUTHORIZED, "invalid_token");
+        };
+        o.access.retain(|_, (g, _)| g.user != grant.user);
+        o.refresh.retain(|_, g| g.user != grant.user);
+        o.stats.revocations += 1;
+        StatusCode::OK.into_response()
     })
 }
 
