@@ -44,6 +44,8 @@ async fn app_with(o: Options, fake_url: &str, reconcile: u64, max_rounds: u32) -
         s.vendors.reconcile_interval_seconds = reconcile;
         s.vendors.pending_score_retry_seconds = 1;
         s.vendors.fetch_max_rounds = max_rounds;
+        // A vendor that hangs is cut off well before the test's patience runs out.
+        s.vendors.vendor_timeout_ms = 1_000;
         s.secrets.token_key.token_key = Some(TOKEN_KEY.into());
     })
     .await
@@ -206,12 +208,14 @@ async fn oura_connect_backfill_fetch_delete_and_disconnect_on_the_embedded_defau
         status: 429,
         retry_after: Some(1),
         count: 1,
+        delay_ms: 0,
     });
     oura.fail(Failure {
         path_prefix: "/v2/usercollection/sleep/".into(),
         status: 503,
         retry_after: None,
         count: 1,
+        delay_ms: 0,
     });
     let night = oura
         .add_document(
@@ -232,6 +236,13 @@ async fn oura_connect_backfill_fetch_delete_and_disconnect_on_the_embedded_defau
         (values(&e, "hrv_rmssd").contains(&19.0)
             && values(&e, "resting_heart_rate").contains(&71.0))
         .then_some(())
+    })
+    .await;
+    // The state shows Oura's values as they are: RMSSD and the night's lowest heart rate.
+    eventually(30, "the night in the state", || async {
+        let s = state(&app, &user).await;
+        (s["latest"]["hrv_rmssd"] == 19.0 && s["latest"]["resting_heart_rate"] == 71.0)
+            .then_some(())
     })
     .await;
     let readiness = oura
@@ -336,14 +347,40 @@ async fn whoop_backfill_and_reconciliation_on_kafka_postgres_and_redis() {
         status: 429,
         retry_after: Some(1),
         count: 1,
+        delay_ms: 0,
     });
     whoop.fail(Failure {
         path_prefix: "/developer/v2/activity/sleep".into(),
         status: 503,
         retry_after: None,
         count: 1,
+        delay_ms: 0,
     });
     whoop.add_recovery(whoop_user, "SCORED", 23.0, 24.5, 66.0);
+    // Meanwhile a notified recovery is fetched by the fetch worker's group on Kafka, through
+    // a WHOOP that hangs past our timeout once.
+    whoop.set_webhook_target(Some(app.url("/webhooks/whoop")));
+    let notified = whoop.add_recovery(whoop_user, "SCORED", 27.0, 26.0, 65.0);
+    whoop.fail(Failure {
+        path_prefix: format!("/developer/v2/activity/sleep/{notified}"),
+        status: 504,
+        retry_after: None,
+        count: 1,
+        delay_ms: 3_000,
+    });
+    assert_eq!(
+        whoop
+            .notify(whoop_user, &notified, "recovery.updated")
+            .await
+            .unwrap(),
+        200
+    );
+    eventually(60, "the notified recovery fetched", || async {
+        values(&events_of(&app, &user).await, "recovery_score")
+            .contains(&27.0)
+            .then_some(())
+    })
+    .await;
     eventually(60, "the missed recovery reconciled", || async {
         values(&events_of(&app, &user).await, "recovery_score")
             .contains(&23.0)
@@ -356,7 +393,7 @@ async fn whoop_backfill_and_reconciliation_on_kafka_postgres_and_redis() {
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     let events = events_of(&app, &user).await;
     assert_no_duplicates(&events);
-    assert_eq!(values(&events, "recovery_score").len(), 61);
+    assert_eq!(values(&events, "recovery_score").len(), 62);
     let c = connections(&app, &user).await;
     assert!(
         c[0]["last_sync_at"].is_string() && c[0]["last_error"].is_null(),
@@ -394,6 +431,7 @@ async fn a_notification_that_keeps_failing_is_dead_lettered_and_replayable() {
         status: 503,
         retry_after: None,
         count: 5,
+        delay_ms: 0,
     });
     assert_eq!(
         whoop

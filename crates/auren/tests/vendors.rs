@@ -274,12 +274,14 @@ async fn whoop_flow(o: Options) {
         status: 429,
         retry_after: Some(1),
         count: 1,
+        delay_ms: 0,
     });
     fake.fail(Failure {
         path_prefix: "/developer/v2/cycle".into(),
         status: 503,
         retry_after: None,
         count: 2,
+        delay_ms: 0,
     });
     let second = fake.add_recovery(whoop_user, "SCORED", 55.0, 45.0, 60.0);
     app.post_whoop(&whoop_notification(whoop_user, &second))
@@ -303,6 +305,7 @@ async fn whoop_flow(o: Options) {
         status: 503,
         retry_after: None,
         count: 6,
+        delay_ms: 0,
     });
     let flaky = fake.add_recovery(whoop_user, "SCORED", 48.0, 41.0, 60.0);
     app.post_whoop(&whoop_notification(whoop_user, &flaky))

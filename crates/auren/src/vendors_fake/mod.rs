@@ -32,6 +32,9 @@ pub struct Failure {
     pub retry_after: Option<u64>,
     #[serde(default = "one")]
     pub count: u32,
+    /// Answer only after this long: a vendor that hangs past the client's timeout.
+    #[serde(default)]
+    pub delay_ms: u64,
 }
 
 fn one() -> u32 {
@@ -62,8 +65,12 @@ fn take_failure(queue: &mut VecDeque<Failure>, path: &str) -> Option<Failure> {
     Some(x)
 }
 
-/// The answer for an injected failure: its status, and `Retry-After` when it has one (429).
-fn failure_response(x: &Failure) -> Response {
+/// The answer for an injected failure, after its delay: its status, and `Retry-After` when it
+/// has one (429).
+async fn failure_response(x: &Failure) -> Response {
+    if x.delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(x.delay_ms)).await;
+    }
     let status = StatusCode::from_u16(x.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut r = error(status, "injected");
     if let Some(s) = x.retry_after {

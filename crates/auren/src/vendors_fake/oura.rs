@@ -578,7 +578,7 @@ async fn inject(
 ) -> Response {
     let path = req.uri().path().to_string();
     match f.with(|o| take_failure(&mut o.failures, &path)) {
-        Some(x) => failure_response(&x),
+        Some(x) => failure_response(&x).await,
         None => next.run(req).await,
     }
 }
@@ -1488,6 +1488,7 @@ mod tests {
             status: 429,
             retry_after: Some(7),
             count: 1,
+            delay_ms: 0,
         });
         let r = get(format!("{url}/v2/usercollection/sleep/{id}")).await;
         assert_eq!(r.status(), 429);

@@ -313,7 +313,7 @@ async fn inject(
 ) -> Response {
     let path = req.uri().path().to_string();
     match f.with(|w| take_failure(&mut w.failures, &path)) {
-        Some(x) => failure_response(&x),
+        Some(x) => failure_response(&x).await,
         None => next.run(req).await,
     }
 }
