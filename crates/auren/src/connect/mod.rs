@@ -577,6 +577,11 @@ impl Connections {
 
     fn lock_for(&self, vendor: Vendor, user_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.refresh_locks.lock().unwrap_or_else(|e| e.into_inner());
+        // Locks nobody holds or waits for are only kept while the map is small: one per user
+        // ever seen would grow without end.
+        if locks.len() >= 1024 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
         locks
             .entry((vendor, user_id.to_string()))
             .or_default()
