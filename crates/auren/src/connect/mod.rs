@@ -283,10 +283,19 @@ impl Connections {
             .as_deref()
             .map(TokenKey::parse)
             .transpose()?;
+        let apis = vendor_apis(settings, secrets)?;
+        if key.is_none() && !apis.is_empty() {
+            anyhow::bail!(
+                "refusing to start: a vendor client id (OURA_CLIENT_ID or WHOOP_CLIENT_ID) is set \
+                 but AUREN_TOKEN_KEY is not, so users' vendor tokens could not be stored \
+                 encrypted. Set AUREN_TOKEN_KEY (32 random bytes, base64; `openssl rand -base64 \
+                 32`), or unset the client ids."
+            );
+        }
         Ok(Self {
             settings: settings.clone(),
             public_url,
-            apis: vendor_apis(settings, secrets)?,
+            apis,
             key,
             store,
             http: reqwest::Client::builder()
@@ -755,5 +764,40 @@ impl Connections {
             }
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(token_key: Option<String>) -> Secrets {
+        Secrets {
+            oura_client_secret: "o".into(),
+            oura_verification_token: "t".into(),
+            whoop_client_secret: "w".into(),
+            pseudonym_key: "0123456789abcdef".into(),
+            admin_token: None,
+            token_key,
+        }
+    }
+
+    #[test]
+    fn a_configured_vendor_without_a_token_key_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ConnectionStore> =
+            Arc::new(crate::store::SqliteStore::open(dir.path()).unwrap());
+        let mut settings = crate::settings::Settings::defaults().vendors;
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        // No vendor: nothing to store, no key needed.
+        assert!(Connections::new(&settings, addr, &secrets(None), store.clone()).is_ok());
+        settings.whoop_client_id = Some("client".into());
+        let e = Connections::new(&settings, addr, &secrets(None), store.clone())
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("AUREN_TOKEN_KEY"), "{e}");
+        let key = Some(TokenKey::generate());
+        let c = Connections::new(&settings, addr, &secrets(key), store).unwrap();
+        assert_eq!(c.configured().collect::<Vec<_>>(), vec![Vendor::Whoop]);
     }
 }
