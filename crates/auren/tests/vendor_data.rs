@@ -51,13 +51,6 @@ async fn app_with(o: Options, fake_url: &str, reconcile: u64, max_rounds: u32) -
     .await
 }
 
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 /// The browser's part of connecting `vendor`: our redirect, the vendor's consent, our callback.
 /// Returns the authorize URL's query and the callback's answer.
 async fn connect(
@@ -84,14 +77,6 @@ async fn connect(
         .ends_with(&format!("/connect/{vendor}/callback")));
     let path = format!("{}?{}", back.path(), back.query().unwrap());
     (q, client.get(app.url(&path)).send().await.unwrap())
-}
-
-async fn connections(app: &TestApp, user: &str) -> Vec<Value> {
-    let (status, body) = app
-        .get_json(&format!("/users/{user}/connections"), ADMIN)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["connections"].as_array().unwrap().clone()
 }
 
 async fn state(app: &TestApp, user: &str) -> Value {

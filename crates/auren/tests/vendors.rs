@@ -8,7 +8,7 @@ mod common;
 
 use auren::vendors_fake::{Failure, FakeWhoop};
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const TOKEN_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const CLIENT_ID: &str = "whoop-test-client";
@@ -34,13 +34,6 @@ async fn app_with(o: Options, fake_url: &str) -> TestApp {
         s.vendors.pending_score_retry_seconds = 1;
     })
     .await
-}
-
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
 }
 
 fn location(r: &reqwest::Response) -> String {
@@ -119,14 +112,6 @@ async fn stored_text(app: &TestApp) -> String {
             db
         }
     }
-}
-
-async fn connections(app: &TestApp, user: &str) -> Vec<Value> {
-    let (status, body) = app
-        .get_json(&format!("/users/{user}/connections"), ADMIN)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["connections"].as_array().unwrap().clone()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -51,6 +51,21 @@ fn error(status: StatusCode, code: &str) -> Response {
     (status, Json(json!({"error": code}))).into_response()
 }
 
+/// The automatic consent: back to the client's redirect URI with the code, as both vendors'
+/// authorize pages do once the user agrees.
+fn consent_redirect(mut target: url::Url, code: &str, scope: &str, state: &str) -> Response {
+    target
+        .query_pairs_mut()
+        .append_pair("code", code)
+        .append_pair("scope", scope)
+        .append_pair("state", state);
+    (
+        StatusCode::FOUND,
+        [(axum::http::header::LOCATION, target.to_string())],
+    )
+        .into_response()
+}
+
 /// Takes the queued failure for `path`, if any, counting it down.
 fn take_failure(queue: &mut VecDeque<Failure>, path: &str) -> Option<Failure> {
     let i = queue

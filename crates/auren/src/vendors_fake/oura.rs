@@ -600,7 +600,7 @@ struct AuthorizeQuery {
 }
 
 async fn authorize(State(f): State<FakeOura>, Query(q): Query<AuthorizeQuery>) -> Response {
-    let Ok(mut target) = url::Url::parse(&q.redirect_uri) else {
+    let Ok(target) = url::Url::parse(&q.redirect_uri) else {
         return error(StatusCode::BAD_REQUEST, "invalid_request");
     };
     let code = f.with(|o| {
@@ -625,19 +625,10 @@ async fn authorize(State(f): State<FakeOura>, Query(q): Query<AuthorizeQuery>) -
             .insert(code.clone(), (grant, q.redirect_uri.clone()));
         Some(code)
     });
-    let Some(code) = code else {
-        return error(StatusCode::BAD_REQUEST, "invalid_client");
-    };
-    target
-        .query_pairs_mut()
-        .append_pair("code", &code)
-        .append_pair("scope", &q.scope)
-        .append_pair("state", &q.state);
-    (
-        StatusCode::FOUND,
-        [(axum::http::header::LOCATION, target.to_string())],
-    )
-        .into_response()
+    match code {
+        Some(code) => super::consent_redirect(target, &code, &q.scope, &q.state),
+        None => error(StatusCode::BAD_REQUEST, "invalid_client"),
+    }
 }
 
 #[derive(Deserialize)]

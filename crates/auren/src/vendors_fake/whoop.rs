@@ -330,7 +330,7 @@ struct AuthorizeQuery {
 }
 
 async fn authorize(State(f): State<FakeWhoop>, Query(q): Query<AuthorizeQuery>) -> Response {
-    let Ok(mut target) = url::Url::parse(&q.redirect_uri) else {
+    let Ok(target) = url::Url::parse(&q.redirect_uri) else {
         return error(StatusCode::BAD_REQUEST, "invalid_request");
     };
     let code = f.with(|w| {
@@ -353,19 +353,10 @@ async fn authorize(State(f): State<FakeWhoop>, Query(q): Query<AuthorizeQuery>) 
         );
         Some(code)
     });
-    let Some(code) = code else {
-        return error(StatusCode::BAD_REQUEST, "invalid_client");
-    };
-    target
-        .query_pairs_mut()
-        .append_pair("code", &code)
-        .append_pair("scope", &q.scope)
-        .append_pair("state", &q.state);
-    (
-        StatusCode::FOUND,
-        [(axum::http::header::LOCATION, target.to_string())],
-    )
-        .into_response()
+    match code {
+        Some(code) => super::consent_redirect(target, &code, &q.scope, &q.state),
+        None => error(StatusCode::BAD_REQUEST, "invalid_client"),
+    }
 }
 
 #[derive(Deserialize)]

@@ -510,3 +510,20 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A client that shows redirects instead of following them (the OAuth2 flows).
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A user's vendor connections, as the admin sees them.
+pub async fn connections(app: &TestApp, user: &str) -> Vec<serde_json::Value> {
+    let (status, body) = app
+        .get_json(&format!("/users/{user}/connections"), ADMIN)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["connections"].as_array().unwrap().clone()
+}
