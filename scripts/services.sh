@@ -54,14 +54,48 @@ ensure_redis() {
   log "Redis did not start"; return 1
 }
 
-# ensure_tansu_built debug|release: builds Tansu once into the cache, outside the repo.
+# Tansu 0.6.0 (the latest release) loses partitions when a consumer-group member dies: the member
+# whose heartbeat finds the dead one's session expired is told to rejoin, but the group stays
+# "formed" at the same generation, so that member gets its old assignment back and the dead
+# member's partitions are assigned to nobody (scale-out's kill test shows it). The fix upstream
+# (tansu-io/tansu 9b50583, after 0.6.0) checks for expired members before answering the
+# heartbeat, starts a new generation without the dead leader, and counts the request of a member
+# as contact (a member slow to rejoin is not expired for it); scripts/tansu-coordinator.patch
+# backports those parts.
+TANSU_PATCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/tansu-coordinator.patch"
+
+# ensure_tansu_built debug|release: builds Tansu once into the cache, outside the repo: the
+# crates.io release, with tansu-broker patched, at the versions its Cargo.lock pins. The cache
+# directory is named after the patch, so a changed patch builds anew. TANSU_TARGET_DIR, when set,
+# keeps the build's target directory (a rebuild then only compiles what the patch touches).
 ensure_tansu_built() {
-  local profile=$1 root="$AUREN_CACHE/tansu-$TANSU_VERSION-$1" flags=()
-  [ "$profile" = debug ] && flags=(--debug)
+  local profile=$1 patch_id root src target crate flags=() out=debug
+  [ "$profile" = release ] && flags=(--release) && out=release
+  patch_id=$(sha256sum "$TANSU_PATCH" | cut -c1-8)
+  root="$AUREN_CACHE/tansu-$TANSU_VERSION-$patch_id-$profile"
   if [ ! -x "$root/bin/tansu" ]; then
-    log "building Tansu $TANSU_VERSION ($profile) into $root; the first time takes 9-17 minutes"
-    cargo install "tansu@$TANSU_VERSION" --locked --no-default-features --features libsql \
-      "${flags[@]}" --root "$root" >&2
+    log "building Tansu $TANSU_VERSION ($profile, patched) into $root; the first time takes 9-17 minutes"
+    src="$AUREN_CACHE/tansu-$TANSU_VERSION-src"
+    target=${TANSU_TARGET_DIR:-$src/target}
+    rm -rf "$src"
+    mkdir -p "$src/fetch/src"
+    # The release's crates, downloaded by cargo for a scratch package that depends on them.
+    printf '[package]\nname = "fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\ntansu = "=%s"\ntansu-broker = "=%s"\n' \
+      "$TANSU_VERSION" "$TANSU_VERSION" >"$src/fetch/Cargo.toml"
+    touch "$src/fetch/src/lib.rs"
+    (cd "$src/fetch" && cargo fetch -q) >&2
+    for crate in tansu tansu-broker; do
+      tar -xzf "$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/"$crate-$TANSU_VERSION.crate" | head -n1)" -C "$src"
+    done
+    patch -s -d "$src/tansu-broker-$TANSU_VERSION" -p1 <"$TANSU_PATCH"
+    printf '\n[patch.crates-io]\ntansu-broker = { path = "../tansu-broker-%s" }\n' "$TANSU_VERSION" \
+      >>"$src/tansu-$TANSU_VERSION/Cargo.toml"
+    # Not --locked: the lock file's one change is tansu-broker's source; every other pin stands.
+    (cd "$src/tansu-$TANSU_VERSION" &&
+      cargo build --no-default-features --features libsql --bin tansu "${flags[@]}" --target-dir "$target") >&2
+    mkdir -p "$root/bin"
+    cp "$target/$out/tansu" "$root/bin/tansu"
+    rm -rf "$src"
   fi
   echo "$root/bin/tansu"
 }
