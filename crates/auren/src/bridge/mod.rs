@@ -205,7 +205,8 @@ impl Bridge {
     /// Partitions moved between the group's bridges. Whatever this one holds may now belong to
     /// another, or be behind what another made durable meanwhile: it is dropped, not saved, and
     /// reading goes on from the store's offsets. Nothing is lost: what was not checkpointed is
-    /// read again by whoever owns its partition now.
+    /// read again by whoever owns its partition now. A bridge that died between its commit and
+    /// its publish left switches in the outbox: they are published after the next batch.
     async fn rebalanced(&mut self, source: &mut dyn Subscription) -> anyhow::Result<()> {
         let offsets = self
             .store
@@ -215,6 +216,7 @@ impl Bridge {
         self.users.clear();
         self.read_to.clear();
         self.start = offsets.iter().copied().collect();
+        self.outbox_pending = true;
         source.reset(&offsets).await;
         tracing::info!(
             dropped_users = dropped,

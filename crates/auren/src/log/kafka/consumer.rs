@@ -22,7 +22,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Counts the group's assignments.
 struct GroupContext {
@@ -33,11 +33,19 @@ impl ClientContext for GroupContext {}
 
 impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-            tracing::info!(partitions = ?parts, "consumer group assignment");
-            metrics::counter!("auren_bridge_rebalances_total").increment(1);
-            self.assignments.fetch_add(1, Ordering::AcqRel);
+        let parts = |tpl: &TopicPartitionList| -> Vec<i32> {
+            tpl.elements().iter().map(|e| e.partition()).collect()
+        };
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = ?parts(tpl), "consumer group assignment");
+                metrics::counter!("auren_bridge_rebalances_total").increment(1);
+                self.assignments.fetch_add(1, Ordering::AcqRel);
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = ?parts(tpl), "consumer group revoked the assignment");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "consumer group rebalance failed"),
         }
     }
 }
@@ -53,7 +61,16 @@ pub struct KafkaSubscription {
     seen: u64,
     /// A record that arrived after a rebalance was noticed, kept for after the reset.
     held: Option<SourceRecord>,
+    /// Offsets made durable since they were last committed to the Kafka group, and when that was.
+    uncommitted: HashMap<i32, i64>,
+    kafka_commit_at: Instant,
 }
+
+/// How often the bridge's durable offsets are also committed to the Kafka group. Those are only
+/// where a newly assigned partition starts reading (the stored offsets decide what is skipped), so
+/// a few seconds behind costs a few seconds of records read again and skipped, and spares the
+/// broker an offset commit per batch (Tansu answers heartbeats behind them).
+const KAFKA_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 
 fn source_record(m: &BorrowedMessage<'_>) -> SourceRecord {
     SourceRecord {
@@ -103,6 +120,8 @@ impl KafkaSubscription {
             // The first assignment is not a change: the bridge starts from its stored offsets.
             seen: 1,
             held: None,
+            uncommitted: HashMap::new(),
+            kafka_commit_at: Instant::now(),
         })
     }
 
@@ -158,10 +177,17 @@ impl Subscription for KafkaSubscription {
     }
 
     async fn committed(&mut self, offsets: &[(i32, i64)]) {
-        let mut tpl = TopicPartitionList::new();
         for (p, o) in offsets {
             self.stored.insert(*p, *o);
-            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
+            self.uncommitted.insert(*p, *o);
+        }
+        if self.kafka_commit_at.elapsed() < KAFKA_COMMIT_INTERVAL {
+            return;
+        }
+        self.kafka_commit_at = Instant::now();
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in self.uncommitted.drain() {
+            let _ = tpl.add_partition_offset(&self.topic, p, Offset::Offset(o));
         }
         if tpl.count() > 0 {
             if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
@@ -173,13 +199,22 @@ impl Subscription for KafkaSubscription {
     async fn reset(&mut self, stored: &[(i32, i64)]) {
         self.stored = stored.iter().copied().collect();
         self.positions.clear();
+        // Partitions read before the rebalance may be another member's now.
+        self.uncommitted.clear();
         self.seen = self.assignments.load(Ordering::Acquire);
     }
 
+    /// Per assigned partition: the log's end less the next offset to process, the further of
+    /// where this member has read to and what the bridge stored. A partition that receives
+    /// nothing new after a (re)assignment is caught up, not behind by all of its records.
     async fn lag(&mut self) -> Vec<(i32, i64)> {
         let consumer = self.consumer.clone();
         let topic = self.topic.clone();
-        let positions = self.positions.clone();
+        let mut positions = self.stored.clone();
+        for (p, o) in &self.positions {
+            let next = positions.entry(*p).or_insert(*o);
+            *next = (*next).max(*o);
+        }
         tokio::task::spawn_blocking(move || {
             let assigned = consumer.assignment().ok()?;
             let parts: Vec<i32> = assigned.elements().iter().map(|e| e.partition()).collect();
@@ -187,10 +222,11 @@ impl Subscription for KafkaSubscription {
                 parts
                     .into_iter()
                     .filter_map(|p| {
-                        let (_, high) = consumer
+                        let (low, high) = consumer
                             .fetch_watermarks(&topic, p, Duration::from_secs(2))
                             .ok()?;
-                        Some((p, (high - positions.get(&p).copied().unwrap_or(0)).max(0)))
+                        let next = positions.get(&p).copied().unwrap_or(low);
+                        Some((p, (high - next).max(0)))
                     })
                     .collect::<Vec<_>>(),
             )
