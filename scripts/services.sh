@@ -60,7 +60,10 @@ ensure_redis() {
 # member's partitions are assigned to nobody (scale-out's kill test shows it). The fix upstream
 # (tansu-io/tansu 9b50583, after 0.6.0) checks for expired members before answering the
 # heartbeat, starts a new generation without the dead leader, and counts the request of a member
-# as contact (a member slow to rejoin is not expired for it); scripts/tansu-coordinator.patch
+# as contact (a member slow to rejoin is not expired for it). And when the leader expires while
+# the group forms, 0.6.0 completes the group with the next follower's SyncGroup, which carries
+# no assignments: every member is then assigned nothing, for good (upstream 50e5666 answers
+# REBALANCE_IN_PROGRESS, so a member rejoins and becomes the leader). scripts/tansu-coordinator.patch
 # backports those parts.
 TANSU_PATCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/tansu-coordinator.patch"
 
