@@ -14,11 +14,19 @@ ensure_venv() {
   hash=$(sha256sum "$req" | cut -c1-12)
   venv="$AUREN_CACHE/venv-$name-$hash"
   if [ ! -f "$venv/.complete" ]; then
-    echo "[pyenv] building the $name virtualenv in $venv" >&2
-    rm -rf "$venv"
-    python3 -m venv "$venv" >&2
-    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" >&2
-    touch "$venv/.complete"
+    mkdir -p "$AUREN_CACHE"
+    # Tests running in parallel may all ask for the same venv on a fresh machine: one builds it,
+    # the others wait on the lock and then find it complete.
+    (
+      flock 9
+      if [ ! -f "$venv/.complete" ]; then
+        echo "[pyenv] building the $name virtualenv in $venv" >&2
+        rm -rf "$venv"
+        python3 -m venv "$venv" >&2
+        "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" >&2 || exit 1
+        touch "$venv/.complete"
+      fi
+    ) 9>"$AUREN_CACHE/venv-$name.lock" || return 1
   fi
   echo "$venv"
 }

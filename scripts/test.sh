@@ -33,6 +33,8 @@ export AUREN_TEST_REDIS=redis://127.0.0.1:6379/0
 # schemathesis and standardwebhooks: independent checks of our OpenAPI contract and signatures.
 AUREN_TEST_CONTRACT_VENV=$(ensure_venv contract)
 export AUREN_TEST_CONTRACT_VENV
+# The LangGraph server's venv, built once here rather than by the first tests that start one.
+ensure_venv langgraph >/dev/null
 # promtool, when it can be had, also checks the live /metrics text (tests/metrics.rs).
 source scripts/promtool.sh
 AUREN_TEST_PROMTOOL=$(find_promtool) || AUREN_TEST_PROMTOOL=
