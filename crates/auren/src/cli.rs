@@ -64,7 +64,7 @@ enum Command {
         command: SubscriptionsCommand,
     },
     /// Send realistic signed traffic for simulated users to a running service.
-    Simulate(crate::simulate::SimulateArgs),
+    Simulate(crate::simulate::SimulateCommand),
     /// Inspect the settings.
     Config {
         #[command(subcommand)]
@@ -565,9 +565,9 @@ fn run_cli() -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        Command::Simulate(args) => {
-            crate::telemetry::init_tracing(&args.telemetry);
-            rt.block_on(crate::simulate::run(args))
+        Command::Simulate(c) => {
+            crate::telemetry::init_tracing(&c.args.telemetry);
+            rt.block_on(crate::simulate::run_command(c))
         }
         Command::Config { .. } => {
             let a: ConfigShowArgs = settings::resolve(m, file)?;

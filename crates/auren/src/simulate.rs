@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
+mod vendors;
+
 /// Episodes need a calibrated baseline to stand out from; before this they would be learned as normal.
 pub const MIN_DAYS_FOR_EPISODES: u32 = 20;
 const CALIBRATION_DAYS: u32 = 14;
@@ -67,6 +69,42 @@ pub struct SimulateArgs {
     pub user_prefix: String,
     #[command(flatten)]
     pub telemetry: crate::settings::TelemetrySettings,
+}
+
+/// `auren simulate`: HealthKit traffic ([`SimulateArgs`]), or with `--vendors` vendor users
+/// driven through the service's connections ([`VendorModeArgs`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateCommand {
+    #[command(flatten)]
+    pub args: SimulateArgs,
+    #[command(flatten)]
+    pub vendor_mode: VendorModeArgs,
+}
+
+/// The vendor mode of `auren simulate`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct VendorModeArgs {
+    /// Drive vendor users instead of sending HealthKit traffic, against `auren dev fake-vendors`
+    /// at this URL (the service's WHOOP_API_BASE_URL, OURA_API_BASE_URL and OURA_AUTHORIZE_URL
+    /// point at it): each user gets a WHOOP and an Oura account on the fakes with --days of
+    /// history, is connected through the service's /connect redirect flow (with the admin
+    /// token) and backfilled, then has a bad night that the fakes notify.
+    #[arg(long, value_name = "FAKE_URL")]
+    pub vendors: Option<String>,
+    /// With --vendors: how long to wait for the backfills.
+    #[arg(long, default_value_t = 300, requires = "vendors")]
+    pub vendor_wait_seconds: u64,
+}
+
+/// Runs the mode `c` asks for.
+pub async fn run_command(c: SimulateCommand) -> anyhow::Result<()> {
+    match c.vendor_mode.vendors {
+        Some(_) => {
+            let (base, secrets) = precheck(&c.args).await?;
+            vendors::run(&c.args, &c.vendor_mode, base, secrets.admin_token).await
+        }
+        None => run(c.args).await,
+    }
 }
 
 /// A user's personal normal; episodes are defined relative to it, so they can be checked.
@@ -555,7 +593,8 @@ async fn check_service(base: &reqwest::Url) -> anyhow::Result<()> {
     }
 }
 
-pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+/// What every mode checks first: the flags, a service answering at `--url`, an admin token.
+async fn precheck(args: &SimulateArgs) -> anyhow::Result<(reqwest::Url, Secrets)> {
     if args.users == 0 || args.days == 0 {
         bail!("--users and --days must be at least 1");
     }
@@ -567,7 +606,12 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         );
     }
     check_service(&base).await?;
-    let secrets = resolve_secrets(&args)?;
+    let secrets = resolve_secrets(args)?;
+    Ok((base, secrets))
+}
+
+pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    let (base, secrets) = precheck(&args).await?;
     for (vendor, secret) in [("WHOOP", &secrets.whoop), ("Oura", &secrets.oura)] {
         if secret.is_none() {
             eprintln!("note: no {vendor} client secret known, skipping {vendor} notifications");
