@@ -84,33 +84,47 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
-/// `auren serve` as a child on `args` (fresh ports), its stderr to `stderr`, once it answers.
+/// `auren serve` as a child on `args` (fresh ports), its stderr to `stderr()`, once it answers.
+/// A child that exits before answering is started again on other ports (another test may have
+/// taken a free port between its choice and the bind); a third exit fails with its status.
 async fn spawn_serve(
     mut args: auren::settings::Settings,
-    stderr: std::process::Stdio,
+    stderr: impl Fn() -> std::process::Stdio,
 ) -> (std::process::Child, String) {
-    let port = free_port();
-    args.http.http_addr = format!("127.0.0.1:{port}").parse().unwrap();
-    args.metrics.metrics_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = auren_command(&args)
-        .arg("serve")
-        .stdout(std::process::Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    eventually(30, "the service", || async {
-        client
-            .get(format!("{url}/health"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status() == 200)
-            .map(|_| ())
-    })
-    .await;
-    (child, url)
+    for attempt in 1..=3 {
+        let port = free_port();
+        args.http.http_addr = format!("127.0.0.1:{port}").parse().unwrap();
+        args.metrics.metrics_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut child = auren_command(&args)
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(attempt < 3, "auren serve exited before answering: {status}");
+                break;
+            }
+            let up = client
+                .get(format!("{url}/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if up {
+                return (child, url);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("auren serve did not answer /health within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    unreachable!("the third exit fails above")
 }
 
 /// Headers of a signed WHOOP delivery whose body will never come complete.
@@ -529,7 +543,7 @@ async fn stderr_on_a_full_device_leaves_ingest_running() {
         .write(true)
         .open("/dev/full")
         .expect("/dev/full");
-    let (mut child, url) = spawn_serve(args, full.into()).await;
+    let (mut child, url) = spawn_serve(args, || full.try_clone().unwrap().into()).await;
     let client = reqwest::Client::new();
     for i in 0..50 {
         let body = whoop_body(&format!("full-{i}"));
@@ -610,7 +624,7 @@ async fn sighup_and_reload_without_a_thresholds_file() {
     let dir = tempfile::tempdir().unwrap();
     let args = service_args(&Options::default(), dir.path()).await;
     assert!(args.bridge.thresholds.biometric_config.is_none());
-    let (mut child, url) = spawn_serve(args, std::process::Stdio::null()).await;
+    let (mut child, url) = spawn_serve(args, std::process::Stdio::null).await;
     let client = reqwest::Client::new();
     for _ in 0..2 {
         std::process::Command::new("kill")
@@ -647,7 +661,7 @@ async fn the_access_log_names_routes_statuses_and_reasons_but_no_user_id() {
     args.telemetry.rust_log = "warn,auren::access=info".into();
     let log_path = dir.path().join("service.log");
     let log_file = std::fs::File::create(&log_path).unwrap();
-    let (mut child, url) = spawn_serve(args, log_file.into()).await;
+    let (mut child, url) = spawn_serve(args, || log_file.try_clone().unwrap().into()).await;
     let client = reqwest::Client::new();
     let r = client
         .get(format!("{url}/users/secret-person-4711/state"))
