@@ -598,7 +598,9 @@ impl Fetcher {
     }
 }
 
-fn unreadable<E>(_: E) -> ConnectError {
+/// A vendor answer that is not the documented JSON: treated as the vendor being unavailable
+/// (retried, then parked), never as a reason to stop.
+pub(crate) fn unreadable<E>(_: E) -> ConnectError {
     ConnectError::Unavailable("the vendor's answer is not the documented JSON".into())
 }
 

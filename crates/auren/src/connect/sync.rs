@@ -15,7 +15,7 @@
 //! One instance syncs a connection at a time (a lease in the store), and every request comes out
 //! of the vendor's shared budget.
 
-use super::fetch::{append_all, events_of};
+use super::fetch::{append_all, events_of, unreadable};
 use super::{ConnectError, Connections, CONNECTED};
 use crate::log::EventLog;
 use crate::shutdown::Shutdown;
@@ -394,8 +394,4 @@ fn oura_scope_covers(granted: &str, needed: &str) -> bool {
 
 fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn unreadable<E>(_: E) -> ConnectError {
-    ConnectError::Unavailable("the vendor's answer is not the documented JSON".into())
 }
