@@ -63,18 +63,22 @@ ensure_redis() {
 # as contact (a member slow to rejoin is not expired for it). And when the leader expires while
 # the group forms, 0.6.0 completes the group with the next follower's SyncGroup, which carries
 # no assignments: every member is then assigned nothing, for good (upstream 50e5666 answers
-# REBALANCE_IN_PROGRESS, so a member rejoins and becomes the leader). scripts/tansu-coordinator.patch
-# backports those parts.
-TANSU_PATCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/tansu-coordinator.patch"
+# REBALANCE_IN_PROGRESS, so a member rejoins and becomes the leader). scripts/tansu/tansu-broker.patch
+# backports those parts. Its storage panics, stopping the whole broker, when an idempotent producer
+# sends an epoch it never issued (a SQL lookup expecting one row) or asks for its epoch to be bumped
+# (KIP-360, `todo!()`), both seen after produce timeouts under load; scripts/tansu/tansu-storage.patch
+# answers those with Kafka errors and a bumped epoch instead (upstream 50e5666 has the first).
+TANSU_PATCHES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/tansu"
 
 # ensure_tansu_built debug|release: builds Tansu once into the cache, outside the repo: the
-# crates.io release, with tansu-broker patched, at the versions its Cargo.lock pins. The cache
-# directory is named after the patch, so a changed patch builds anew. TANSU_TARGET_DIR, when set,
-# keeps the build's target directory (a rebuild then only compiles what the patch touches).
+# crates.io release, with each crate that has a patch in scripts/tansu patched, at the versions
+# its Cargo.lock pins. The cache directory is named after the patches, so changed patches build
+# anew. TANSU_TARGET_DIR, when set, keeps the build's target directory (a rebuild then only
+# compiles what the patches touch).
 ensure_tansu_built() {
-  local profile=$1 patch_id root src target crate flags=() out=debug
+  local profile=$1 patch_id root src target crate patch flags=() out=debug
   [ "$profile" = release ] && flags=(--release) && out=release
-  patch_id=$(sha256sum "$TANSU_PATCH" | cut -c1-8)
+  patch_id=$(cat "$TANSU_PATCHES"/*.patch | sha256sum | cut -c1-8)
   root="$AUREN_CACHE/tansu-$TANSU_VERSION-$patch_id-$profile"
   if [ ! -x "$root/bin/tansu" ]; then
     log "building Tansu $TANSU_VERSION ($profile, patched) into $root; the first time takes 9-17 minutes"
@@ -87,13 +91,15 @@ ensure_tansu_built() {
       "$TANSU_VERSION" "$TANSU_VERSION" >"$src/fetch/Cargo.toml"
     touch "$src/fetch/src/lib.rs"
     (cd "$src/fetch" && cargo fetch -q) >&2
-    for crate in tansu tansu-broker; do
+    tar -xzf "$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/"tansu-$TANSU_VERSION.crate" | head -n1)" -C "$src"
+    printf '\n[patch.crates-io]\n' >>"$src/tansu-$TANSU_VERSION/Cargo.toml"
+    for patch in "$TANSU_PATCHES"/*.patch; do
+      crate=$(basename "$patch" .patch)
       tar -xzf "$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/"$crate-$TANSU_VERSION.crate" | head -n1)" -C "$src"
+      patch -s -d "$src/$crate-$TANSU_VERSION" -p1 <"$patch"
+      printf '%s = { path = "../%s-%s" }\n' "$crate" "$crate" "$TANSU_VERSION" >>"$src/tansu-$TANSU_VERSION/Cargo.toml"
     done
-    patch -s -d "$src/tansu-broker-$TANSU_VERSION" -p1 <"$TANSU_PATCH"
-    printf '\n[patch.crates-io]\ntansu-broker = { path = "../tansu-broker-%s" }\n' "$TANSU_VERSION" \
-      >>"$src/tansu-$TANSU_VERSION/Cargo.toml"
-    # Not --locked: the lock file's one change is tansu-broker's source; every other pin stands.
+    # Not --locked: the lock file's only changes are the patched crates' sources; every other pin stands.
     (cd "$src/tansu-$TANSU_VERSION" &&
       cargo build --no-default-features --features libsql --bin tansu "${flags[@]}" --target-dir "$target") >&2
     mkdir -p "$root/bin"
