@@ -52,6 +52,12 @@ impl ConsumerContext for GroupContext {
 
 pub struct KafkaSubscription {
     consumer: Arc<StreamConsumer<GroupContext>>,
+    /// A client of its own for the log's end (lag). On the group consumer's connection a
+    /// watermark query waits behind a fetch in flight; when it times out librdkafka drops the
+    /// connection, and the fetch with it. A survivor taking over a dead bridge's partitions
+    /// makes long fetches (it reads from the group's committed offset), and measuring its lag
+    /// every few seconds then aborted every one of them: it never caught up (scale-out test).
+    watermarks: Arc<BaseConsumer>,
     topic: String,
     /// Offsets the bridge stored; a partition assigned later starts at least here.
     stored: HashMap<i32, i64>,
@@ -111,8 +117,10 @@ impl KafkaSubscription {
                 assignments: assignments.clone(),
             })?;
         consumer.subscribe(&[topic])?;
+        let watermarks: BaseConsumer = base.clone().set("log_level", "4").create()?;
         Ok(Self {
             consumer: Arc::new(consumer),
+            watermarks: Arc::new(watermarks),
             topic: topic.to_string(),
             stored: stored.iter().copied().collect(),
             positions: HashMap::new(),
@@ -209,6 +217,7 @@ impl Subscription for KafkaSubscription {
     /// nothing new after a (re)assignment is caught up, not behind by all of its records.
     async fn lag(&mut self) -> Vec<(i32, i64)> {
         let consumer = self.consumer.clone();
+        let watermarks = self.watermarks.clone();
         let topic = self.topic.clone();
         let mut positions = self.stored.clone();
         for (p, o) in &self.positions {
@@ -222,7 +231,7 @@ impl Subscription for KafkaSubscription {
                 parts
                     .into_iter()
                     .filter_map(|p| {
-                        let (low, high) = consumer
+                        let (low, high) = watermarks
                             .fetch_watermarks(&topic, p, Duration::from_secs(2))
                             .ok()?;
                         let next = positions.get(&p).copied().unwrap_or(low);
