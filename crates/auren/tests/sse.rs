@@ -548,17 +548,6 @@ async fn kafka_follows_from_a_position() {
 }
 
 /// Child processes killed when the test ends, however it ends.
-struct Children(Vec<std::process::Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_kafka_every_ingest_process_streams_the_switches_of_a_separate_bridge() {
     let dir = tempfile::tempdir().unwrap();
@@ -572,7 +561,7 @@ async fn on_kafka_every_ingest_process_streams_the_switches_of_a_separate_bridge
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../config/biometric_thresholds.yaml");
     let (port_a, port_b) = (free_port(), free_port());
-    let mut children = Children(Vec::new());
+    let mut children = common::recovery::Children(Vec::new());
     // Two ingest-only processes and one bridge, sharing Kafka, PostgreSQL and Redis.
     for (port, command) in [
         (port_a, &["serve", "--no-bridge"][..]),
