@@ -152,10 +152,7 @@ async fn two_bridges_share_the_group_and_the_survivor_of_a_kill_9_finishes_exact
     wait_for_events(&backends, &args.log.events_topic, 800).await;
     // The victim is the bridge whose partitions hold more of the log (users hash to partitions,
     // so one bridge may have none); it is killed once it has made some of that work durable.
-    let end = eventually(30, "the log's end", || {
-        log_end(&backends, &args.log.events_topic)
-    })
-    .await;
+    let end = log_end_now(&backends, &args.log.events_topic).await;
     let events_of = |parts: &BTreeSet<i32>| parts.iter().filter_map(|p| end.get(p)).sum::<i64>();
     let victim = usize::from(events_of(&assigned[1]) > events_of(&assigned[0]));
     let store = backends.state_store().await.unwrap();
@@ -173,10 +170,7 @@ async fn two_bridges_share_the_group_and_the_survivor_of_a_kill_9_finishes_exact
     let child = &mut children.0[1 + victim];
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let at_kill = eventually(30, "the log's end", || {
-        log_end(&backends, &args.log.events_topic)
-    })
-    .await;
+    let at_kill = log_end_now(&backends, &args.log.events_topic).await;
     let stored_at_kill = store
         .load_offsets(&args.bridge.group, &args.log.events_topic)
         .await
@@ -192,7 +186,7 @@ async fn two_bridges_share_the_group_and_the_survivor_of_a_kill_9_finishes_exact
         .expect("the simulator finishes while one bridge is dead");
     // The survivor alone makes everything in the log durable, the victim's partitions included.
     wait_caught_up(&args, &backends, 180).await;
-    let at_end = log_end(&backends, &args.log.events_topic).await.unwrap();
+    let at_end = log_end_now(&backends, &args.log.events_topic).await;
     eprintln!("at the end: log end {at_end:?}");
     assert!(
         at_end.values().sum::<i64>() > at_kill.values().sum::<i64>(),

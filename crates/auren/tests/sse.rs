@@ -547,7 +547,6 @@ async fn kafka_follows_from_a_position() {
     follow_contract(&service_args(&o, dir.path()).await).await;
 }
 
-/// Child processes killed when the test ends, however it ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_kafka_every_ingest_process_streams_the_switches_of_a_separate_bridge() {
     let dir = tempfile::tempdir().unwrap();

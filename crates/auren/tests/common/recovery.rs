@@ -95,6 +95,11 @@ pub async fn log_end(backends: &Backends, topic: &str) -> Option<HashMap<i32, i6
     }
 }
 
+/// [`log_end`], asked again until the broker answers.
+pub async fn log_end_now(backends: &Backends, topic: &str) -> HashMap<i32, i64> {
+    eventually(30, "the log's end", || log_end(backends, topic)).await
+}
+
 /// Waits until the log holds more than `n` events.
 pub async fn wait_for_events(backends: &Backends, topic: &str, n: i64) {
     eventually(60, "events in the log", || async {
