@@ -66,8 +66,9 @@ ensure_redis() {
 # REBALANCE_IN_PROGRESS, so a member rejoins and becomes the leader). scripts/tansu/tansu-broker.patch
 # backports those parts. Its storage panics, stopping the whole broker, when an idempotent producer
 # sends an epoch it never issued (a SQL lookup expecting one row) or asks for its epoch to be bumped
-# (KIP-360, `todo!()`), both seen after produce timeouts under load; scripts/tansu/tansu-storage.patch
-# answers those with Kafka errors and a bumped epoch instead (upstream 50e5666 has the first).
+# (KIP-360, `todo!()`, which librdkafka asks for after a timed-out batch). The first was seen after
+# produce timeouts under load; scripts/tansu/tansu-storage.patch answers both with Kafka errors
+# and a bumped epoch instead (upstream 50e5666 has the first).
 TANSU_PATCHES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/tansu"
 
 # ensure_tansu_built debug|release: builds Tansu once into the cache, outside the repo: the
